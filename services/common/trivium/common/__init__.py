@@ -1,0 +1,1 @@
+"""Contracts shared by every Trivium service: settings, errors, logging, metrics, Redis."""

@@ -1,0 +1,98 @@
+"""One error hierarchy for every service: the HTTP status lives on the class.
+
+Services raise these; each HTTP app maps them to a response in one handler
+(RFC 9457 problem details for the gateway and retriever, the OpenAI error shape
+for the model service). The CLI prints `message` and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = (
+    "ConflictError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "TriviumError",
+    "UnavailableError",
+)
+
+
+class TriviumError(Exception):
+    """Base of every error a Trivium service reports to a caller."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.extra = extra or {}
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """RFC 9457 problem details, with `code` and `field` as extension members."""
+        body: dict[str, Any] = {
+            "type": f"urn:trivium:error:{self.code}",
+            "title": self.title,
+            "status": self.status_code,
+            "detail": self.message,
+            "code": self.code,
+        }
+        if self.field is not None:
+            body["field"] = self.field
+        if instance is not None:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class InvalidInputError(TriviumError):
+    status_code = 400
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class NotFoundError(TriviumError):
+    status_code = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class ConflictError(TriviumError):
+    status_code = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLargeError(TriviumError):
+    status_code = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class UnavailableError(TriviumError):
+    """A dependency is down; the caller may retry after `retry_after_s` seconds."""
+
+    status_code = 503
+    code = "unavailable"
+    title = "Service unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int = 1,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, field=field, extra=extra)
+        self.retry_after_s = retry_after_s
