@@ -16,7 +16,11 @@ __all__ = ("REQUEST_ID", "JsonFormatter", "configure_logging")
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("trivium_request_id", default=None)
 
-_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
 

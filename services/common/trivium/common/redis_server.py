@@ -174,8 +174,12 @@ class EmbeddedRedis:
         if not self._owner:
             return
         with self._lock():
-            if self._other_clients() > 0:
-                return
+            # Clients that just closed may not have been reaped by the server yet.
+            deadline = time.monotonic() + 1.0
+            while self._other_clients() > 0:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
             self._server.stop()
             self._owner = False
 

@@ -1,0 +1,1 @@
+"""The `trivium` command line: one entry point, a command group per service."""

@@ -1,0 +1,1 @@
+"""The gateway: the Litestar app application backends call, PMs steer and SREs watch."""

@@ -1,0 +1,74 @@
+"""The gateway application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from trivium.common.redis import open_redis
+from trivium.gateway.config import GatewaySettings
+from trivium.gateway.errors import EXCEPTION_HANDLERS
+from trivium.gateway.health import healthz, readyz
+from trivium.gateway.request_id import RequestIdMiddleware
+from trivium.gateway.templates import TemplateController
+from trivium.registry import TEMPLATE_KIND, Registry, TemplateRenderer
+
+__all__ = ("create_app",)
+
+log = logging.getLogger(__name__)
+
+
+def provide_templates(state: State) -> Registry:
+    registry: Registry = state.templates
+    return registry
+
+
+def provide_renderer(state: State) -> TemplateRenderer:
+    renderer: TemplateRenderer = state.renderer
+    return renderer
+
+
+def create_app(settings: GatewaySettings | None = None) -> Litestar:
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_redis(settings.redis, settings.data_dir) as client:
+            templates = Registry(client, TEMPLATE_KIND, settings.registry)
+            await templates.start()
+            app.state.templates = templates
+            if not settings.gateway.admin_tokens:
+                log.warning("no admin tokens configured: registry writes are open")
+            log.info("gateway ready", extra={"redis": settings.redis.url or "embedded"})
+            try:
+                yield
+            finally:
+                await templates.close()
+
+    prometheus = PrometheusConfig(
+        app_name="trivium-gateway",
+        prefix="trivium_http",
+        group_path=True,
+        exclude=["/metrics", "/healthz", "/readyz"],
+    )
+    return Litestar(
+        route_handlers=[TemplateController, PrometheusController, healthz, readyz],
+        dependencies={
+            "templates": Provide(provide_templates, sync_to_thread=False),
+            "renderer": Provide(provide_renderer, sync_to_thread=False),
+        },
+        lifespan=[lifespan],
+        state=State({"settings": settings, "renderer": TemplateRenderer()}),
+        middleware=[RequestIdMiddleware, prometheus.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.gateway.max_request_bytes,
+        openapi_config=OpenAPIConfig(title="Trivium gateway", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )
