@@ -61,9 +61,7 @@ async def open_templates(settings: TriviumSettings) -> AsyncIterator[Registry]:
         yield Registry(client, TEMPLATE_KIND, settings.registry, cache=False)
 
 
-def with_templates(
-    state: CliState, action: Callable[[Registry], Awaitable[T]]
-) -> T:
+def with_templates(state: CliState, action: Callable[[Registry], Awaitable[T]]) -> T:
     async def main() -> T:
         async with open_templates(state.settings(TriviumSettings)) as registry:
             return await action(registry)

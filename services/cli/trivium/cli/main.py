@@ -52,7 +52,7 @@ def up(state: CliState) -> None:
             "(OpenAPI at /schema, metrics at /metrics); Ctrl-C stops",
             err=True,
         )
-        from trivium.gateway.server import serve  # noqa: PLC0415
+        from trivium.gateway.server import serve
 
         serve(settings)
     finally:

@@ -28,7 +28,7 @@ def gateway() -> None:
 @pass_state
 def gateway_serve(state: CliState) -> None:
     """Serve the gateway (embedded Redis unless redis.url is set)."""
-    from trivium.gateway.server import serve  # noqa: PLC0415 - keeps `--help` fast
+    from trivium.gateway.server import serve
 
     serve(state.settings(GatewaySettings))
 

@@ -9,14 +9,17 @@ import click
 
 from trivium.cli.context import CliState, fail, print_json, with_templates
 from trivium.registry import Registry
-from trivium.registry.templates import TemplateRenderer, parse_template_file
 from trivium.registry.store import default_actor
+from trivium.registry.templates import TemplateRenderer, parse_template_file
 
 __all__ = ("templates",)
 
 pass_state = click.make_pass_decorator(CliState)
 actor_option = click.option(
-    "--actor", default=default_actor, show_default="user@host", help="Who to record in the audit log."
+    "--actor",
+    default=default_actor,
+    show_default="user@host",
+    help="Who to record in the audit log.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -100,7 +103,9 @@ def rollback(state: CliState, name: str, label: str, actor: str) -> None:
 
 @templates.command()
 @click.argument("name")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N entries.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Only the newest N entries."
+)
 @json_option
 @pass_state
 def history(state: CliState, name: str, limit: int | None, as_json: bool) -> None:

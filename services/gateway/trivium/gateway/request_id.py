@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from trivium.common.logs import REQUEST_ID
@@ -20,7 +21,7 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         supplied = next((v for k, v in scope["headers"] if k == HEADER), b"")

@@ -83,7 +83,9 @@ class ResolveCache:
 class InvalidationListener:
     """Subscribes to the registry's event channel and invalidates the cache on each event."""
 
-    def __init__(self, client: Redis, channel: str, cache: ResolveCache, retry_s: float = 0.5) -> None:
+    def __init__(
+        self, client: Redis, channel: str, cache: ResolveCache, retry_s: float = 0.5
+    ) -> None:
         self._client = client
         self._channel = channel
         self._cache = cache
@@ -119,7 +121,7 @@ class InvalidationListener:
                 self._cache.subscribed = False
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(self._retry_s)
 
     def _handle(self, message: dict[str, object]) -> None:

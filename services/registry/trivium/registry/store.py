@@ -140,11 +140,18 @@ class Registry:
         normalised = self.kind.validate(body, dict(metadata or {}))
         sha = content_hash(body, normalised)
         stored = StoredVersion(sha, body, normalised, time.time(), actor or default_actor())
-        keys = [self._key(name, p) for p in ("versions", "hashes", "audit")] + [f"{self._base}:names"]
-        args = [sha, _json.encode(stored), stored.created_by, repr(stored.created_at), name, self.channel]
-        created, version = await self._call(
-            "publish", lambda: self._publish(keys=keys, args=args)
-        )
+        keys = [self._key(name, p) for p in ("versions", "hashes", "audit")] + [
+            f"{self._base}:names"
+        ]
+        args: list[str | bytes] = [
+            sha,
+            _json.encode(stored),
+            stored.created_by,
+            repr(stored.created_at),
+            name,
+            self.channel,
+        ]
+        created, version = await self._call("publish", lambda: self._publish(keys=keys, args=args))
         if created:
             return PublishResult(self._artifact(name, int(version), stored), created=True)
         return PublishResult(await self.get(name, int(version)), created=False)
@@ -181,7 +188,15 @@ class Registry:
             self._key(name, "audit"),
         ]
         expected = "" if expected_current is None else str(expected_current)
-        args = [label, str(version), expected, actor or default_actor(), repr(time.time()), name, self.channel]
+        args = [
+            label,
+            str(version),
+            expected,
+            actor or default_actor(),
+            repr(time.time()),
+            name,
+            self.channel,
+        ]
         result = await self._call("promote", lambda: self._promote(keys=keys, args=args))
         status = _text(result[0])
         if status == "no_version":
@@ -208,7 +223,11 @@ class Registry:
         """Move `label` back to the version it pointed at before its last move."""
         validate_name(name)
         validate_label(label)
-        keys = [self._key(name, "labels"), self._key(name, f"stack:{label}"), self._key(name, "audit")]
+        keys = [
+            self._key(name, "labels"),
+            self._key(name, f"stack:{label}"),
+            self._key(name, "audit"),
+        ]
         expected = "" if expected_current is None else str(expected_current)
         args = [label, expected, actor or default_actor(), repr(time.time()), name, self.channel]
         result = await self._call("rollback", lambda: self._rollback(keys=keys, args=args))
@@ -270,7 +289,9 @@ class Registry:
         return self._artifact(ref.name, int(result[1]), stored)
 
     async def _require_artifact(self, name: str) -> None:
-        exists = await self._call("lookup", lambda: self._client.exists(self._key(name, "versions")))
+        exists = await self._call(
+            "lookup", lambda: self._client.exists(self._key(name, "versions"))
+        )
         if not exists:
             raise UnknownArtifactError(f"no {self.kind.name} named {name!r}", field="name")
 
@@ -300,7 +321,9 @@ class Registry:
 
     async def versions(self, name: str) -> list[ArtifactVersion]:
         validate_name(name)
-        raw = await self._call("versions", lambda: self._client.hgetall(self._key(name, "versions")))
+        raw = await self._call(
+            "versions", lambda: self._client.hgetall(self._key(name, "versions"))
+        )
         if not raw:
             raise UnknownArtifactError(f"no {self.kind.name} named {name!r}", field="name")
         decoded = (
@@ -310,14 +333,23 @@ class Registry:
         return sorted(decoded, key=lambda artifact: artifact.version)
 
     async def list(self) -> list[ArtifactSummary]:
-        names = sorted(
-            _text(n) for n in await self._call("list", lambda: self._client.smembers(f"{self._base}:names"))
-        )
-        summaries = []
-        for name in names:
-            latest = await self._call("list", lambda n=name: self._client.hlen(self._key(n, "versions")))
-            summaries.append(ArtifactSummary(name, int(latest), await self.labels(name)))
-        return summaries
+        async def fetch() -> list[ArtifactSummary]:
+            names = sorted(_text(n) for n in await self._client.smembers(f"{self._base}:names"))
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.hlen(self._key(name, "versions"))
+                pipe.hgetall(self._key(name, "labels"))
+            replies = await pipe.execute()
+            return [
+                ArtifactSummary(
+                    name,
+                    int(replies[2 * i]),
+                    {_text(k): int(v) for k, v in sorted(replies[2 * i + 1].items())},
+                )
+                for i, name in enumerate(names)
+            ]
+
+        return await self._call("list", fetch)
 
     async def diff(self, name: str, old: str, new: str) -> str:
         """Unified diff between two references of `name` (versions or labels), metadata first."""

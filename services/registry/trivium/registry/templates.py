@@ -19,7 +19,13 @@ from trivium.common.errors import InvalidInputError
 from trivium.registry.errors import InvalidArtifactError
 from trivium.registry.models import ArtifactVersion
 
-__all__ = ("TEMPLATE_KIND", "RenderError", "TemplateKind", "TemplateRenderer", "parse_template_file")
+__all__ = (
+    "TEMPLATE_KIND",
+    "RenderError",
+    "TemplateKind",
+    "TemplateRenderer",
+    "parse_template_file",
+)
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
@@ -129,7 +135,9 @@ def parse_template_file(text: str) -> tuple[str, dict[str, Any]]:
     try:
         metadata = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
-        raise InvalidArtifactError(f"front matter is not valid YAML: {exc}", field="metadata") from exc
+        raise InvalidArtifactError(
+            f"front matter is not valid YAML: {exc}", field="metadata"
+        ) from exc
     if not isinstance(metadata, dict):
         raise InvalidArtifactError("front matter must be a mapping", field="metadata")
-    return text[match.end():], metadata
+    return text[match.end() :], metadata

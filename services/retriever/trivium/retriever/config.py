@@ -1,4 +1,4 @@
-"""The retriever service's process settings (`retriever:` in the config file, `TRIVIUM_RETRIEVER__*` in env)."""
+"""The retriever's process settings (`retriever:` in the file, `TRIVIUM_RETRIEVER__*` in env)."""
 
 from __future__ import annotations
 

@@ -79,7 +79,9 @@ class TemplateController(Controller):
     async def rollback(
         self, templates: Registry, actor: str, name: Name, label: Label, data: RollbackRequest
     ) -> LabelMove:
-        return await templates.rollback(name, label, expected_current=data.expected_current, actor=actor)
+        return await templates.rollback(
+            name, label, expected_current=data.expected_current, actor=actor
+        )
 
     @get("/{name:str}/history")
     async def history(
