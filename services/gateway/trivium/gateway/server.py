@@ -1,6 +1,9 @@
-"""Serving the gateway with uvicorn: graceful shutdown on SIGTERM, our own log format."""
+"""Serving the gateway with uvicorn: graceful shutdown on SIGTERM/SIGINT, our own log format."""
 
 from __future__ import annotations
+
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -9,6 +12,12 @@ from trivium.gateway.app import create_app
 from trivium.gateway.config import GatewaySettings
 
 __all__ = ("serve",)
+
+
+def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
+    # uvicorn drains in-flight requests, runs the lifespan shutdown, then re-raises the
+    # signal it caught; ending with SystemExit(0) lets callers' `finally` blocks run.
+    raise SystemExit(0)
 
 
 def serve(settings: GatewaySettings) -> None:
@@ -22,4 +31,11 @@ def serve(settings: GatewaySettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.gateway.graceful_shutdown_s),
     )
-    uvicorn.Server(config).run()
+    previous = {
+        sig: signal.signal(sig, _exit_after_graceful_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

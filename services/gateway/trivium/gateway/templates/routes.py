@@ -28,7 +28,6 @@ __all__ = ("TemplateController",)
 
 Name = Annotated[str, Parameter(max_length=64, description="template name")]
 Label = Annotated[str, Parameter(max_length=32, description="label, e.g. production")]
-Selector = Annotated[str, Parameter(min_length=1, max_length=64, description="label or version")]
 
 
 class TemplateController(Controller):
@@ -97,8 +96,8 @@ class TemplateController(Controller):
         self,
         templates: Registry,
         name: Name,
-        old: Annotated[Selector, Parameter(query="from")],
-        new: Annotated[Selector, Parameter(query="to")],
+        old: Annotated[str, Parameter(query="from", min_length=1, max_length=64)],
+        new: Annotated[str, Parameter(query="to", min_length=1, max_length=64)],
     ) -> DiffResponse:
         return DiffResponse(name, old, new, await templates.diff(name, old, new))
 

@@ -1,0 +1,101 @@
+"""End-to-end fixtures: the real `trivium` processes, on free ports, over a private Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from trivium.common.redis_server import RedisServerProcess, free_tcp_port
+
+_ENTRY_POINT = Path(sys.executable).with_name("trivium")
+TRIVIUM = [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else [sys.executable, "-m", "trivium.cli.main"]
+
+
+@dataclass
+class GatewayProcess:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def trivium_env(tmp: Path, redis_url: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIVIUM_")}
+    env["TRIVIUM_DATA_DIR"] = str(tmp)
+    env["TRIVIUM_REGISTRY__KEY_PREFIX"] = f"t{uuid.uuid4().hex[:12]}"
+    if redis_url is not None:
+        env["TRIVIUM_REDIS__URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+def run_trivium(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TRIVIUM, *args], env=env, capture_output=True, text=True, timeout=60, input=stdin, check=False
+    )
+
+
+def start_gateway(tmp: Path, env: dict[str, str]) -> GatewayProcess:
+    port = free_tcp_port()
+    env = {**env, "TRIVIUM_GATEWAY__PORT": str(port)}
+    log_path = tmp / f"gateway-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([*TRIVIUM, "gateway", "serve"], env=env, stdout=log, stderr=log)
+    gateway = GatewayProcess(f"http://127.0.0.1:{port}", process, log_path, env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited at start-up:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{gateway.base_url}/healthz", timeout=0.5).status_code == 200:
+                return gateway
+        except httpx.TransportError:
+            time.sleep(0.1)
+    gateway.stop()
+    raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def e2e_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
+    """A private redis-server for the end-to-end tests, on a free port (never 6379)."""
+    server = RedisServerProcess(tmp_path_factory.mktemp("e2e-redis"), port=free_tcp_port(), persist=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess) -> Iterator[GatewayProcess]:
+    tmp = tmp_path_factory.mktemp("gateway")
+    process = start_gateway(tmp, trivium_env(tmp, e2e_redis.url))
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with gateway.client() as client:
+        yield client
