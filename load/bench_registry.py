@@ -21,7 +21,9 @@ from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 from trivium.common.settings import RedisSettings, RegistrySettings
 from trivium.registry import TEMPLATE_KIND, Registry
 
-BODY = "Answer {{ question }} using:\n{% for p in passages %}[{{ loop.index }}] {{ p }}\n{% endfor %}"
+BODY = (
+    "Answer {{ question }} using:\n{% for p in passages %}[{{ loop.index }}] {{ p }}\n{% endfor %}"
+)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -57,10 +59,10 @@ async def bench(url: str, calls: int, concurrency: int) -> None:
         await cached.promote("qa", "production", 1)
 
         await time_calls(200, lambda: cached.resolve("qa@production"))  # warm-up
-        report("resolve, in-process cache (label)", await time_calls(calls, lambda: cached.resolve("qa")))
-        report("resolve, in-process cache (@2)", await time_calls(calls, lambda: cached.resolve("qa@2")))
-        report("resolve, uncached (label)", await time_calls(calls, lambda: uncached.resolve("qa")))
-        report("resolve, uncached (@2)", await time_calls(calls, lambda: uncached.resolve("qa@2")))
+        for label, registry in (("in-process cache", cached), ("uncached", uncached)):
+            for ref in ("qa", "qa@2"):
+                samples = await time_calls(calls, lambda r=registry, f=ref: r.resolve(f))  # type: ignore[misc]
+                report(f"resolve {ref}, {label}", samples)
 
         versions = iter(range(10**9))
         promotes = max(calls // 5, 100)
@@ -70,7 +72,8 @@ async def bench(url: str, calls: int, concurrency: int) -> None:
 
         samples = await time_calls(promotes, promote_next)
         report("promote, sequential", samples)
-        print(f"{'promote throughput, sequential':<34} {promotes / (sum(samples) / 1e6):9.0f} ops/s")
+        rate = promotes / (sum(samples) / 1e6)
+        print(f"{'promote throughput, sequential':<34} {rate:9.0f} ops/s")
 
         async def worker(count: int) -> None:
             for _ in range(count):
@@ -98,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--redis-url", default=None, help="default: a private server on a free port")
+    parser.add_argument("--redis-url", help="default: a private server on a free port")
     args = parser.parse_args()
     if args.redis_url:
         asyncio.run(bench(args.redis_url, args.calls, args.concurrency))

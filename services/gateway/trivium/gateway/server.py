@@ -31,9 +31,8 @@ def serve(settings: GatewaySettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.gateway.graceful_shutdown_s),
     )
-    previous = {
-        sig: signal.signal(sig, _exit_after_graceful_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, _exit_after_graceful_shutdown) for sig in stop_signals}
     try:
         uvicorn.Server(config).run()
     finally:
