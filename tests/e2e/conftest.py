@@ -18,7 +18,9 @@ import pytest
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
 _ENTRY_POINT = Path(sys.executable).with_name("trivium")
-TRIVIUM = [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else [sys.executable, "-m", "trivium.cli.main"]
+TRIVIUM = (
+    [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else [sys.executable, "-m", "trivium.cli.main"]
+)
 
 
 @dataclass
@@ -52,9 +54,17 @@ def trivium_env(tmp: Path, redis_url: str | None, **extra: str) -> dict[str, str
     return env
 
 
-def run_trivium(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_trivium(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*TRIVIUM, *args], env=env, capture_output=True, text=True, timeout=60, input=stdin, check=False
+        [*TRIVIUM, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+        check=False,
     )
 
 
@@ -81,14 +91,18 @@ def start_gateway(tmp: Path, env: dict[str, str]) -> GatewayProcess:
 @pytest.fixture(scope="session")
 def e2e_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
     """A private redis-server for the end-to-end tests, on a free port (never 6379)."""
-    server = RedisServerProcess(tmp_path_factory.mktemp("e2e-redis"), port=free_tcp_port(), persist=False)
+    server = RedisServerProcess(
+        tmp_path_factory.mktemp("e2e-redis"), port=free_tcp_port(), persist=False
+    )
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess) -> Iterator[GatewayProcess]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess
+) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp("gateway")
     process = start_gateway(tmp, trivium_env(tmp, e2e_redis.url))
     yield process

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.e2e.conftest import run_trivium, trivium_env
+
 from trivium.common.redis_server import EmbeddedRedis, RedisServerProcess
 
 TEMPLATE = """---
@@ -40,17 +40,26 @@ def test_help_reads_well() -> None:
 
 
 def test_publish_promote_render_rollback_history_diff(tmp_path: Path, env: dict[str, str]) -> None:
-    first = run_trivium(env, "templates", "publish", str(write(tmp_path, TEMPLATE)), "--name", "triage")
+    first = run_trivium(
+        env, "templates", "publish", str(write(tmp_path, TEMPLATE)), "--name", "triage"
+    )
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("published triage@1 sha256:")
-    again = run_trivium(env, "templates", "publish", str(write(tmp_path, TEMPLATE)), "--name", "triage")
+    again = run_trivium(
+        env, "templates", "publish", str(write(tmp_path, TEMPLATE)), "--name", "triage"
+    )
     assert again.stdout.startswith("unchanged, already triage@1")
     v2 = write(tmp_path, TEMPLATE.replace("Label:", "Queue:"), "v2.j2")
-    second = run_trivium(env, "templates", "publish", str(v2), "--name", "triage", "--promote", "canary")
-    assert "published triage@2" in second.stdout and "triage@canary: - -> 2" in second.stdout
+    second = run_trivium(
+        env, "templates", "publish", str(v2), "--name", "triage", "--promote", "canary"
+    )
+    assert "published triage@2" in second.stdout
+    assert "triage@canary: - -> 2" in second.stdout
 
     assert run_trivium(env, "templates", "promote", "triage", "1", "--expect", "0").returncode == 0
-    moved = run_trivium(env, "templates", "promote", "triage", "2", "--expect", "1", "--actor", "pm")
+    moved = run_trivium(
+        env, "templates", "promote", "triage", "2", "--expect", "1", "--actor", "pm"
+    )
     assert moved.stdout.strip() == "triage@production: 1 -> 2"
 
     rendered = run_trivium(env, "templates", "render", "triage", "--var", "ticket=refund please")
@@ -62,15 +71,25 @@ def test_publish_promote_render_rollback_history_diff(tmp_path: Path, env: dict[
     assert json.loads(shown.stdout)["version"] == 1
 
     history = json.loads(run_trivium(env, "templates", "history", "triage", "--json").stdout)
-    assert [e["action"] for e in history] == ["publish", "publish", "promote", "promote", "promote", "rollback"]
+    assert [e["action"] for e in history] == [
+        "publish",
+        "publish",
+        "promote",
+        "promote",
+        "promote",
+        "rollback",
+    ]
     assert history[4]["actor"] == "pm"
     text_history = run_trivium(env, "templates", "history", "triage", "--limit", "1").stdout
-    assert "rollback" in text_history and "production: 2 -> 1" in text_history
+    assert "rollback" in text_history
+    assert "production: 2 -> 1" in text_history
 
     diff = run_trivium(env, "templates", "diff", "triage", "1", "canary").stdout
     assert "-Label:\n+Queue:" in diff
     listing = run_trivium(env, "templates", "show").stdout
-    assert "triage" in listing and "canary=2" in listing and "production=1" in listing
+    assert "triage" in listing
+    assert "canary=2" in listing
+    assert "production=1" in listing
 
 
 @pytest.mark.parametrize(
@@ -82,7 +101,9 @@ def test_publish_promote_render_rollback_history_diff(tmp_path: Path, env: dict[
         (("templates", "render", "x", "--var", "novalue"), "--var expects KEY=VALUE"),
     ],
 )
-def test_bad_input_is_one_clear_line(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
+def test_bad_input_is_one_clear_line(
+    env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
     result = run_trivium(env, *args)
     assert result.returncode == 1
     assert message in result.stderr
@@ -93,13 +114,16 @@ def test_publish_rejects_bad_templates(tmp_path: Path, env: dict[str, str]) -> N
     undeclared = write(tmp_path, "---\nvariables: [a]\n---\n{{ a }} {{ b }}\n")
     result = run_trivium(env, "templates", "publish", str(undeclared), "--name", "bad")
     assert result.returncode == 1
-    assert "undeclared variable(s): b" in result.stderr and "[metadata.variables]" in result.stderr
+    assert "undeclared variable(s): b" in result.stderr
+    assert "[metadata.variables]" in result.stderr
     broken = write(tmp_path, "{% if %}", "broken.j2")
     result = run_trivium(env, "templates", "publish", str(broken), "--name", "bad")
-    assert result.returncode == 1 and "does not compile" in result.stderr
+    assert result.returncode == 1
+    assert "does not compile" in result.stderr
     big = write(tmp_path, "x" * 70_000, "big.j2")
     result = run_trivium(env, "templates", "publish", str(big), "--name", "bad")
-    assert result.returncode == 1 and "limit is 65536" in result.stderr
+    assert result.returncode == 1
+    assert "limit is 65536" in result.stderr
 
 
 def test_unreachable_redis_is_a_clear_error(tmp_path: Path) -> None:
@@ -110,11 +134,13 @@ def test_unreachable_redis_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_config_file_and_environment(tmp_path: Path) -> None:
-    config = write(tmp_path, "gateway:\n  port: 9123\nregistry:\n  max_body_bytes: 10\n", "trivium.yaml")
-    env = trivium_env(tmp_path, None, TRIVIUM_GATEWAY__HOST="0.0.0.0")  # noqa: S104
+    config = write(
+        tmp_path, "gateway:\n  port: 9123\nregistry:\n  max_body_bytes: 10\n", "trivium.yaml"
+    )
+    env = trivium_env(tmp_path, None, TRIVIUM_GATEWAY__HOST="0.0.0.0")
     shown = json.loads(run_trivium(env, "--config", str(config), "gateway", "config").stdout)
     assert shown["gateway"]["port"] == 9123
-    assert shown["gateway"]["host"] == "0.0.0.0"  # noqa: S104
+    assert shown["gateway"]["host"] == "0.0.0.0"
     assert shown["registry"]["max_body_bytes"] == 10
     typo = write(tmp_path, "gateway:\n  prot: 9123\n", "typo.yaml")
     result = run_trivium(env, "--config", str(typo), "gateway", "config")
@@ -122,13 +148,16 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
     assert "invalid configuration: gateway.prot: Extra inputs are not permitted" in result.stderr
     not_yaml = write(tmp_path, "gateway: [unclosed\n", "broken.yaml")
     result = run_trivium(env, "--config", str(not_yaml), "model", "config")
-    assert result.returncode == 1 and "is not valid YAML" in result.stderr
+    assert result.returncode == 1
+    assert "is not valid YAML" in result.stderr
 
 
 def test_embedded_default_persists_and_shuts_down(tmp_path: Path) -> None:
     """No Redis URL: the CLI runs the embedded server under data_dir and stops it after."""
     env = trivium_env(tmp_path, None)
-    published = run_trivium(env, "templates", "publish", str(write(tmp_path, TEMPLATE)), "--name", "local")
+    published = run_trivium(
+        env, "templates", "publish", str(write(tmp_path, TEMPLATE)), "--name", "local"
+    )
     assert published.returncode == 0, published.stderr
     embedded = EmbeddedRedis(tmp_path)
     assert (embedded.data_dir / "appendonly.aof").is_file()

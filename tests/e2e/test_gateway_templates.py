@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.e2e.conftest import GatewayProcess, start_gateway, trivium_env
+
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
 QA = "Q: {{ question }}\nA:"
@@ -18,7 +18,9 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def publish(http: httpx.Client, name: str, body: str = QA, variables: list[str] | None = None) -> Any:
+def publish(
+    http: httpx.Client, name: str, body: str = QA, variables: list[str] | None = None
+) -> Any:
     response = http.post(
         f"/v1/templates/{name}/versions",
         json={"body": body, "metadata": {"variables": variables or ["question"]}},
@@ -27,7 +29,9 @@ def publish(http: httpx.Client, name: str, body: str = QA, variables: list[str] 
     return response.json()
 
 
-def assert_problem(response: httpx.Response, status: int, code: str, field: str | None = None) -> Any:
+def assert_problem(
+    response: httpx.Response, status: int, code: str, field: str | None = None
+) -> Any:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
@@ -40,10 +44,14 @@ def assert_problem(response: httpx.Response, status: int, code: str, field: str 
 
 def test_publish_is_idempotent_by_content(http: httpx.Client) -> None:
     name = unique()
-    first = http.post(f"/v1/templates/{name}/versions", json={"body": QA, "metadata": {"variables": ["question"]}})
+    first = http.post(
+        f"/v1/templates/{name}/versions", json={"body": QA, "metadata": {"variables": ["question"]}}
+    )
     assert first.status_code == 201
     assert first.json()["version"] == 1
-    again = http.post(f"/v1/templates/{name}/versions", json={"body": QA, "metadata": {"variables": ["question"]}})
+    again = http.post(
+        f"/v1/templates/{name}/versions", json={"body": QA, "metadata": {"variables": ["question"]}}
+    )
     assert again.status_code == 200
     assert again.json() == {**first.json(), "created": False}
     second = publish(http, name, QA + " ")
@@ -55,9 +63,22 @@ def test_promote_rollback_history_diff_render(http: httpx.Client) -> None:
     name = unique()
     for body in (QA, QA + " (v2)", QA + " (v3)"):
         publish(http, name, body)
-    assert http.put(f"/v1/templates/{name}/labels/production", json={"version": 1, "expected_current": 0}).status_code == 200
-    moved = http.put(f"/v1/templates/{name}/labels/production", json={"version": 3, "expected_current": 1}).json()
-    assert moved == {"name": name, "label": "production", "from_version": 1, "to_version": 3, "changed": True}
+    assert (
+        http.put(
+            f"/v1/templates/{name}/labels/production", json={"version": 1, "expected_current": 0}
+        ).status_code
+        == 200
+    )
+    moved = http.put(
+        f"/v1/templates/{name}/labels/production", json={"version": 3, "expected_current": 1}
+    ).json()
+    assert moved == {
+        "name": name,
+        "label": "production",
+        "from_version": 1,
+        "to_version": 3,
+        "changed": True,
+    }
     assert http.get(f"/v1/templates/{name}/labels/production").json()["version"] == 3
 
     rolled = http.post(f"/v1/templates/{name}/labels/production/rollback", json={}).json()
@@ -68,16 +89,22 @@ def test_promote_rollback_history_diff_render(http: httpx.Client) -> None:
     assert detail["labels"] == {"production": 1}
     assert [v["version"] for v in detail["versions"]] == [1, 2, 3]
 
-    history = http.get(f"/v1/templates/{name}/history", headers={"x-trivium-actor": "ignored-reader"}).json()
+    history = http.get(
+        f"/v1/templates/{name}/history", headers={"x-trivium-actor": "ignored-reader"}
+    ).json()
     assert [e["action"] for e in history] == ["publish"] * 3 + ["promote", "promote", "rollback"]
-    assert history[-1]["from"] == 3 and history[-1]["to"] == 1
+    assert history[-1]["from"] == 3
+    assert history[-1]["to"] == 1
     assert http.get(f"/v1/templates/{name}/history", params={"limit": 2}).json() == history[-2:]
 
     diff = http.get(f"/v1/templates/{name}/diff", params={"from": "production", "to": "3"}).json()
-    assert f"--- {name}@1" in diff["diff"] and f"+++ {name}@3" in diff["diff"]
+    assert f"--- {name}@1" in diff["diff"]
+    assert f"+++ {name}@3" in diff["diff"]
     assert "-A:\n+A: (v3)\n" in diff["diff"]
 
-    rendered = http.post(f"/v1/templates/{name}/render", json={"variables": {"question": "why?"}}).json()
+    rendered = http.post(
+        f"/v1/templates/{name}/render", json={"variables": {"question": "why?"}}
+    ).json()
     assert rendered == {"template": f"{name}@1", "text": "Q: why?\nA:"}
     listed = {t["name"]: t for t in http.get("/v1/templates").json()}
     assert listed[name]["latest_version"] == 3
@@ -90,7 +117,9 @@ def test_concurrent_promote_conflict_is_409(http: httpx.Client) -> None:
     http.put(f"/v1/templates/{name}/labels/canary", json={"version": 1})
     ok = http.put(f"/v1/templates/{name}/labels/canary", json={"version": 2, "expected_current": 1})
     assert ok.status_code == 200
-    lost = http.put(f"/v1/templates/{name}/labels/canary", json={"version": 2, "expected_current": 1})
+    lost = http.put(
+        f"/v1/templates/{name}/labels/canary", json={"version": 2, "expected_current": 1}
+    )
     body = assert_problem(lost, 409, "label_conflict", "expected_current")
     assert body["current"] == 2
 
@@ -112,7 +141,9 @@ def test_rollback_past_first_entry_is_409(http: httpx.Client) -> None:
         ("/v1/templates/nope-404/versions/1", 404, "unknown_artifact", "name"),
     ],
 )
-def test_unknown_and_malformed_names(http: httpx.Client, path: str, status: int, code: str, field: str) -> None:
+def test_unknown_and_malformed_names(
+    http: httpx.Client, path: str, status: int, code: str, field: str
+) -> None:
     assert_problem(http.get(path), status, code, field)
 
 
@@ -135,7 +166,9 @@ def test_unknown_label_and_version(http: httpx.Client) -> None:
         ({"body": "x", "surprise": 1}, "surprise"),
     ],
 )
-def test_invalid_publish_body_names_the_field(http: httpx.Client, payload: dict[str, Any], field: str) -> None:
+def test_invalid_publish_body_names_the_field(
+    http: httpx.Client, payload: dict[str, Any], field: str
+) -> None:
     response = http.post(f"/v1/templates/{unique()}/versions", json=payload)
     body = assert_problem(response, 400, "invalid_input")
     assert field in body["detail"] or body.get("field") == field
@@ -143,7 +176,9 @@ def test_invalid_publish_body_names_the_field(http: httpx.Client, payload: dict[
 
 def test_template_that_does_not_compile_or_uses_undeclared_variables(http: httpx.Client) -> None:
     name = unique()
-    broken = http.post(f"/v1/templates/{name}/versions", json={"body": "{% for x in %}", "metadata": {}})
+    broken = http.post(
+        f"/v1/templates/{name}/versions", json={"body": "{% for x in %}", "metadata": {}}
+    )
     assert_problem(broken, 400, "invalid_artifact", "body")
     undeclared = http.post(
         f"/v1/templates/{name}/versions",
@@ -160,7 +195,9 @@ def test_render_with_missing_or_extra_variable_names_it(http: httpx.Client) -> N
     http.put(f"/v1/templates/{name}/labels/production", json={"version": 1})
     missing = http.post(f"/v1/templates/{name}/render", json={"variables": {}})
     assert assert_problem(missing, 400, "render_error", "input.question")["missing"] == ["question"]
-    extra = http.post(f"/v1/templates/{name}/render", json={"variables": {"question": "q", "evil": 1}})
+    extra = http.post(
+        f"/v1/templates/{name}/render", json={"variables": {"question": "q", "evil": 1}}
+    )
     assert assert_problem(extra, 400, "render_error", "input.evil")["unexpected"] == ["evil"]
 
 
@@ -180,9 +217,14 @@ def test_oversize_bodies_are_refused(http: httpx.Client) -> None:
 
 
 def test_request_id_is_echoed_or_generated(http: httpx.Client) -> None:
-    assert http.get("/healthz", headers={"x-request-id": "req-42"}).headers["x-request-id"] == "req-42"
-    generated = http.get("/healthz", headers={"x-request-id": "bad id with spaces"}).headers["x-request-id"]
-    assert len(generated) == 32 and " " not in generated
+    assert (
+        http.get("/healthz", headers={"x-request-id": "req-42"}).headers["x-request-id"] == "req-42"
+    )
+    generated = http.get("/healthz", headers={"x-request-id": "bad id with spaces"}).headers[
+        "x-request-id"
+    ]
+    assert len(generated) == 32
+    assert " " not in generated
 
 
 def test_health_readiness_metrics_and_openapi(http: httpx.Client) -> None:
@@ -216,11 +258,15 @@ def test_admin_tokens_guard_writes_and_name_the_actor(
             assert_problem(anonymous, 401, "unauthorized")
             assert anonymous.headers["www-authenticate"] == "Bearer"
             wrong = http.post(
-                "/v1/templates/guarded/versions", json=payload, headers={"authorization": "Bearer nope"}
+                "/v1/templates/guarded/versions",
+                json=payload,
+                headers={"authorization": "Bearer nope"},
             )
             assert wrong.status_code == 401
             ok = http.post(
-                "/v1/templates/guarded/versions", json=payload, headers={"authorization": "Bearer s3cret-token"}
+                "/v1/templates/guarded/versions",
+                json=payload,
+                headers={"authorization": "Bearer s3cret-token"},
             )
             assert ok.status_code == 201
             assert http.get("/v1/templates/guarded/history").json()[0]["actor"] == "alice"
@@ -240,18 +286,22 @@ def test_redis_outage_serves_cached_templates_and_refuses_writes(
         with gateway.client() as http:
             publish(http, "steady")
             http.put("/v1/templates/steady/labels/production", json={"version": 1})
-            assert http.get("/v1/templates/steady/labels/production").status_code == 200  # now cached
+            assert (
+                http.get("/v1/templates/steady/labels/production").status_code == 200
+            )  # now cached
             redis.stop()
 
             cached = http.get("/v1/templates/steady/labels/production")
-            assert cached.status_code == 200 and cached.json()["version"] == 1
+            assert cached.status_code == 200
+            assert cached.json()["version"] == 1
             write = http.post("/v1/templates/steady/versions", json={"body": "new", "metadata": {}})
             assert_problem(write, 503, "registry_unavailable")
             assert write.headers["retry-after"] == "2"
             uncached = http.get("/v1/templates/other/labels/production")
             assert_problem(uncached, 503, "registry_unavailable")
             ready = http.get("/readyz")
-            assert ready.status_code == 503 and ready.headers["retry-after"] == "2"
+            assert ready.status_code == 503
+            assert ready.headers["retry-after"] == "2"
     finally:
         assert gateway.stop() == 0
         redis.stop()

@@ -16,7 +16,12 @@ from trivium.retriever.config import RetrieverSettings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TRIVIUM_CONFIG", "TRIVIUM_REDIS__URL", "TRIVIUM_GATEWAY__PORT", "TRIVIUM_DATA_DIR"):
+    for name in (
+        "TRIVIUM_CONFIG",
+        "TRIVIUM_REDIS__URL",
+        "TRIVIUM_GATEWAY__PORT",
+        "TRIVIUM_DATA_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -30,18 +35,22 @@ def test_defaults_need_no_file_and_no_server() -> None:
 
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "trivium.yaml"
-    config.write_text("data_dir: /srv/trivium\ngateway: {port: 9000, host: 0.0.0.0}\nmodel: {port: 1}\n")
+    config.write_text(
+        "data_dir: /srv/trivium\ngateway: {port: 9000, host: 0.0.0.0}\nmodel: {port: 1}\n"
+    )
     monkeypatch.setenv("TRIVIUM_GATEWAY__PORT", "9100")
     monkeypatch.setenv("TRIVIUM_REDIS__URL", "redis://cache:6380/1")
     settings = load_settings(GatewaySettings, config)
     assert settings.gateway.port == 9100
-    assert settings.gateway.host == "0.0.0.0"  # noqa: S104
+    assert settings.gateway.host == "0.0.0.0"
     assert settings.redis.url == "redis://cache:6380/1"
     assert settings.data_dir == Path("/srv/trivium")
     assert load_settings(ModelSettings, config).model.port == 1
 
 
-def test_config_file_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_from_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "trivium.yaml"
     config.write_text("registry: {max_body_bytes: 123}\n")
     monkeypatch.setenv("TRIVIUM_CONFIG", str(config))
