@@ -1,0 +1,1 @@
+"""Inference engines behind the model service's OpenAI API."""
