@@ -57,6 +57,15 @@ def model() -> None:
     """The model service: OpenAI-compatible serving of a base model and LoRA adapters."""
 
 
+@model.command("serve")
+@pass_state
+def model_serve(state: CliState) -> None:
+    """Serve the OpenAI-compatible API on the configured engine."""
+    from trivium.model.server import serve  # imported late: `--help` must not load torch
+
+    serve(state.settings(ModelSettings))
+
+
 @model.command("config")
 @pass_state
 def model_config(state: CliState) -> None:

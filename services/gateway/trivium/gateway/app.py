@@ -12,11 +12,11 @@ from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.errors import EXCEPTION_HANDLERS
 from trivium.gateway.health import healthz, readyz
-from trivium.gateway.request_id import RequestIdMiddleware
 from trivium.gateway.templates import TemplateController
 from trivium.registry import TEMPLATE_KIND, Registry, TemplateRenderer
 

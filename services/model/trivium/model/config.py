@@ -53,6 +53,8 @@ class ModelSection(Section):
     )
     request_timeout_s: float = Field(default=60, gt=0, description="per-request deadline")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
+    graceful_shutdown_s: float = Field(default=30.0, ge=0)
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
     transformers: TransformersSection = TransformersSection()
     vllm: VllmSection = VllmSection()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import msgspec
 from prometheus_client import Counter
@@ -86,6 +87,7 @@ class InvalidationListener:
     def __init__(
         self, client: Redis, channel: str, cache: ResolveCache, retry_s: float = 0.5
     ) -> None:
+        self.callbacks: list[Callable[[str | None], None]] = []
         self._client = client
         self._channel = channel
         self._cache = cache
@@ -131,6 +133,7 @@ class InvalidationListener:
             self._cache.invalidate_labels()
             self._cache.subscribed = True
             self._first_subscribe.set()
+            self._notify(None)
         elif kind == "message":
             data = message.get("data")
             try:
@@ -138,5 +141,14 @@ class InvalidationListener:
             except msgspec.DecodeError:
                 log.warning("undecodable registry event", extra={"data": repr(data)})
                 self._cache.invalidate_labels()
+                self._notify(None)
                 return
             self._cache.invalidate(event.name)
+            self._notify(event.name)
+
+    def _notify(self, name: str | None) -> None:
+        for callback in self.callbacks:
+            try:
+                callback(name)
+            except Exception:
+                log.exception("registry change callback failed")

@@ -104,6 +104,14 @@ class Registry:
         if self._listener is not None:
             await self._listener.stop()
 
+    def on_change(self, callback: Callable[[str | None], None]) -> None:
+        """Call `callback(name)` after each change to artifact `name` made by any process,
+        and `callback(None)` when changes may have been missed (on every (re)subscription).
+        Needs the cache (and so the listener) enabled."""
+        if self._listener is None:
+            raise RuntimeError("change notifications need a Registry created with cache=True")
+        self._listener.callbacks.append(callback)
+
     @property
     def cache_subscribed(self) -> bool:
         return self._cache is not None and self._cache.subscribed

@@ -1,0 +1,1 @@
+"""HTTP plumbing every service shares (needs a service extra: litestar, uvicorn)."""

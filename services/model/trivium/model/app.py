@@ -1,0 +1,100 @@
+"""The model service application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from prometheus_client import Gauge
+
+from trivium.common.http.request_id import RequestIdMiddleware
+from trivium.common.redis import open_redis
+from trivium.model.adapters import ADAPTER_KIND, AdapterStore
+from trivium.model.adapters.manager import AdapterManager
+from trivium.model.adapters.routes import AdapterController
+from trivium.model.config import ModelSettings
+from trivium.model.engines.factory import build_engine
+from trivium.model.health import healthz, readyz
+from trivium.model.openai.errors import OPENAI_EXCEPTION_HANDLERS
+from trivium.model.openai.routes import OpenAIController
+from trivium.model.openai.serving import OpenAIServing
+from trivium.registry import Registry
+
+__all__ = ("create_app",)
+
+log = logging.getLogger(__name__)
+QUEUE_DEPTH = Gauge("trivium_model_queue_depth", "Requests waiting for a batch slot.")
+
+
+def _from_state(key: str) -> Provide:
+    def provide(state: State) -> object:
+        return state[key]
+
+    return Provide(provide, sync_to_thread=False)
+
+
+def create_app(settings: ModelSettings | None = None) -> Litestar:
+    settings = settings or ModelSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = build_engine(settings)
+        await engine.start()
+        QUEUE_DEPTH.set_function(lambda: engine.queue_depth)
+        async with open_redis(settings.redis, settings.data_dir) as client:
+            registry = Registry(client, ADAPTER_KIND, settings.registry)
+            await registry.start()
+            adapters = AdapterManager(registry, engine, settings.model.served_model_name)
+            try:
+                await adapters.reconcile()
+            except Exception:
+                log.exception("initial adapter reconcile failed; serving the base model")
+            reconciler = asyncio.create_task(
+                adapters.run_forever(settings.model.reconcile_interval_s), name="reconcile"
+            )
+            app.state.update(
+                adapters=adapters,
+                store=AdapterStore(settings.adapter_store_dir, registry),
+                serving=OpenAIServing(engine, adapters, settings.model.request_timeout_s),
+            )
+            log.info("model service ready", extra={"model": str(settings.base_model_dir)})
+            try:
+                yield
+            finally:
+                reconciler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconciler
+                await engine.close()
+                await registry.close()
+
+    prometheus = PrometheusConfig(
+        app_name="trivium-model",
+        prefix="trivium_http",
+        group_path=True,
+        exclude=["/metrics", "/healthz", "/readyz"],
+    )
+    return Litestar(
+        route_handlers=[OpenAIController, AdapterController, PrometheusController, healthz, readyz],
+        dependencies={
+            "adapters": _from_state("adapters"),
+            "store": _from_state("store"),
+            "serving": _from_state("serving"),
+        },
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        middleware=[RequestIdMiddleware, prometheus.middleware],
+        exception_handlers=OPENAI_EXCEPTION_HANDLERS,
+        request_max_body_size=settings.model.max_request_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Trivium model service", version="0.1.0", path="/schema"
+        ),
+        logging_config=None,
+    )

@@ -1,0 +1,90 @@
+"""HTTP routes of the OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from litestar import Controller, Request, get, post
+from litestar.response import Stream
+from litestar.status_codes import HTTP_200_OK
+
+from trivium.model.adapters.manager import AdapterManager
+from trivium.model.openai.metrics import REQUESTS
+from trivium.model.openai.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+)
+from trivium.model.openai.serving import OpenAIServing, Prepared
+
+__all__ = ("OpenAIController",)
+
+T = TypeVar("T")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def _until_disconnect(request: Request[Any, Any, Any]) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(
+    request: Request[Any, Any, Any], prepared: Prepared, work: Awaitable[T]
+) -> T:
+    """Await `work`, cancelling it (and its engine slot) if the client goes away first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        REQUESTS.labels(prepared.metric_model, prepared.endpoint, "cancelled").inc()
+        raise asyncio.CancelledError
+    return task.result()
+
+
+class OpenAIController(Controller):
+    path = "/v1"
+    tags = ["openai"]
+
+    @post("/chat/completions", status_code=HTTP_200_OK)
+    async def chat_completions(
+        self, request: Request[Any, Any, Any], serving: OpenAIServing, data: ChatCompletionRequest
+    ) -> ChatCompletionResponse | Stream:
+        prepared = await serving.prepare_chat(data)
+        if data.stream:
+            events = serving.stream(prepared, data.include_usage)
+            return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return await _unless_disconnected(request, prepared, serving.chat_response(prepared))
+
+    @post("/completions", status_code=HTTP_200_OK)
+    async def completions(
+        self, request: Request[Any, Any, Any], serving: OpenAIServing, data: CompletionRequest
+    ) -> CompletionResponse | Stream:
+        prepared = await serving.prepare_completion(data)
+        if data.stream:
+            events = serving.stream(prepared, data.include_usage)
+            return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return await _unless_disconnected(request, prepared, serving.completion_response(prepared))
+
+    @get("/models")
+    async def models(self, adapters: AdapterManager) -> ModelList:
+        created = int(time.time())
+        cards = [ModelCard(adapters.base_name, created)]
+        loaded = sorted(adapters.engine.loaded_adapters())
+        cards += [ModelCard(a, created, root=a, parent=adapters.base_name) for a in loaded]
+        for alias, target in sorted(adapters.aliases().items()):
+            if target in loaded:
+                cards.append(ModelCard(alias, created, root=target, parent=adapters.base_name))
+        return ModelList(cards)
