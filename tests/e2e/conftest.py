@@ -24,7 +24,7 @@ TRIVIUM = (
 
 
 @dataclass
-class GatewayProcess:
+class ServiceProcess:
     base_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
@@ -68,24 +68,31 @@ def run_trivium(
     )
 
 
-def start_gateway(tmp: Path, env: dict[str, str]) -> GatewayProcess:
+def start_service(
+    tmp: Path, command: list[str], section: str, env: dict[str, str]
+) -> ServiceProcess:
+    """Start `trivium <command>` on a free port and wait until /healthz answers."""
     port = free_tcp_port()
-    env = {**env, "TRIVIUM_GATEWAY__PORT": str(port)}
-    log_path = tmp / f"gateway-{port}.log"
+    env = {**env, f"TRIVIUM_{section}__PORT": str(port)}
+    log_path = tmp / f"{section.lower()}-{port}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([*TRIVIUM, "gateway", "serve"], env=env, stdout=log, stderr=log)
-    gateway = GatewayProcess(f"http://127.0.0.1:{port}", process, log_path, env)
-    deadline = time.monotonic() + 30
+        process = subprocess.Popen([*TRIVIUM, *command], env=env, stdout=log, stderr=log)
+    service = ServiceProcess(f"http://127.0.0.1:{port}", process, log_path, env)
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gateway exited at start-up:\n{log_path.read_text()}")
+            raise RuntimeError(f"{command} exited at start-up:\n{log_path.read_text()}")
         try:
-            if httpx.get(f"{gateway.base_url}/healthz", timeout=0.5).status_code == 200:
-                return gateway
+            if httpx.get(f"{service.base_url}/healthz", timeout=0.5).status_code == 200:
+                return service
         except httpx.TransportError:
             time.sleep(0.1)
-    gateway.stop()
-    raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
+    service.stop()
+    raise RuntimeError(f"{command} did not become healthy:\n{log_path.read_text()}")
+
+
+def start_gateway(tmp: Path, env: dict[str, str]) -> ServiceProcess:
+    return start_service(tmp, ["gateway", "serve"], "GATEWAY", env)
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +109,7 @@ def e2e_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerP
 @pytest.fixture(scope="module")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess
-) -> Iterator[GatewayProcess]:
+) -> Iterator[ServiceProcess]:
     tmp = tmp_path_factory.mktemp("gateway")
     process = start_gateway(tmp, trivium_env(tmp, e2e_redis.url))
     yield process
@@ -110,6 +117,6 @@ def gateway(
 
 
 @pytest.fixture
-def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+def http(gateway: ServiceProcess) -> Iterator[httpx.Client]:
     with gateway.client() as client:
         yield client

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.conftest import GatewayProcess, start_gateway, trivium_env
+from tests.e2e.conftest import ServiceProcess, start_gateway, trivium_env
 
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
@@ -307,7 +307,7 @@ def test_redis_outage_serves_cached_templates_and_refuses_writes(
         redis.stop()
 
 
-def test_sigterm_shuts_down_gracefully(gateway: GatewayProcess) -> None:
+def test_sigterm_shuts_down_gracefully(gateway: ServiceProcess) -> None:
     # Runs last in this module (pytest keeps file order): stopping the shared gateway.
     assert gateway.stop() == 0
     log = gateway.log_path.read_text()

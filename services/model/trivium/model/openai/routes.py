@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from litestar import Controller, Request, get, post
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.model.adapters.manager import AdapterManager
@@ -28,6 +29,17 @@ __all__ = ("OpenAIController",)
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class EventStream(Stream):
+    """A text/event-stream response (the route's default JSON media type must not win)."""
+
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
+        super().__init__(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
 
 
 async def _until_disconnect(request: Request[Any, Any, Any]) -> None:
@@ -61,21 +73,19 @@ class OpenAIController(Controller):
     @post("/chat/completions", status_code=HTTP_200_OK)
     async def chat_completions(
         self, request: Request[Any, Any, Any], serving: OpenAIServing, data: ChatCompletionRequest
-    ) -> ChatCompletionResponse | Stream:
+    ) -> ChatCompletionResponse | EventStream:
         prepared = await serving.prepare_chat(data)
         if data.stream:
-            events = serving.stream(prepared, data.include_usage)
-            return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+            return EventStream(serving.stream(prepared, data.include_usage))
         return await _unless_disconnected(request, prepared, serving.chat_response(prepared))
 
     @post("/completions", status_code=HTTP_200_OK)
     async def completions(
         self, request: Request[Any, Any, Any], serving: OpenAIServing, data: CompletionRequest
-    ) -> CompletionResponse | Stream:
+    ) -> CompletionResponse | EventStream:
         prepared = await serving.prepare_completion(data)
         if data.stream:
-            events = serving.stream(prepared, data.include_usage)
-            return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+            return EventStream(serving.stream(prepared, data.include_usage))
         return await _unless_disconnected(request, prepared, serving.completion_response(prepared))
 
     @get("/models")
