@@ -10,13 +10,13 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.errors import EXCEPTION_HANDLERS
-from trivium.gateway.health import healthz, readyz
+from trivium.gateway.health import readyz
 from trivium.gateway.templates import TemplateController
 from trivium.registry import TEMPLATE_KIND, Registry, TemplateRenderer
 
@@ -52,12 +52,6 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             finally:
                 await templates.close()
 
-    prometheus = PrometheusConfig(
-        app_name="trivium-gateway",
-        prefix="trivium_http",
-        group_path=True,
-        exclude=["/metrics", "/healthz", "/readyz"],
-    )
     return Litestar(
         route_handlers=[TemplateController, PrometheusController, healthz, readyz],
         dependencies={
@@ -66,7 +60,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         },
         lifespan=[lifespan],
         state=State({"settings": settings, "renderer": TemplateRenderer()}),
-        middleware=[RequestIdMiddleware, prometheus.middleware],
+        middleware=[RequestIdMiddleware, http_metrics_middleware("gateway")],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.gateway.max_request_bytes,
         openapi_config=OpenAPIConfig(title="Trivium gateway", version="0.1.0", path="/schema"),

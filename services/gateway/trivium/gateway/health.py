@@ -9,13 +9,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from trivium.registry import Registry
 
-__all__ = ("healthz", "readyz")
-
-
-@get("/healthz", include_in_schema=False, sync_to_thread=False)
-def healthz() -> dict[str, str]:
-    """Alive: the event loop answers."""
-    return {"status": "ok"}
+__all__ = ("readyz",)
 
 
 @get("/readyz", include_in_schema=False)

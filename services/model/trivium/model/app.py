@@ -12,9 +12,9 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from prometheus_client import Gauge
 
+from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
 from trivium.model.adapters import ADAPTER_KIND, AdapterStore
@@ -22,7 +22,7 @@ from trivium.model.adapters.manager import AdapterManager
 from trivium.model.adapters.routes import AdapterController
 from trivium.model.config import ModelSettings
 from trivium.model.engines.factory import build_engine
-from trivium.model.health import healthz, readyz
+from trivium.model.health import readyz
 from trivium.model.openai.errors import OPENAI_EXCEPTION_HANDLERS
 from trivium.model.openai.routes import OpenAIController
 from trivium.model.openai.serving import OpenAIServing
@@ -75,12 +75,6 @@ def create_app(settings: ModelSettings | None = None) -> Litestar:
                 await engine.close()
                 await registry.close()
 
-    prometheus = PrometheusConfig(
-        app_name="trivium-model",
-        prefix="trivium_http",
-        group_path=True,
-        exclude=["/metrics", "/healthz", "/readyz"],
-    )
     return Litestar(
         route_handlers=[OpenAIController, AdapterController, PrometheusController, healthz, readyz],
         dependencies={
@@ -90,7 +84,7 @@ def create_app(settings: ModelSettings | None = None) -> Litestar:
         },
         lifespan=[lifespan],
         state=State({"settings": settings}),
-        middleware=[RequestIdMiddleware, prometheus.middleware],
+        middleware=[RequestIdMiddleware, http_metrics_middleware("model")],
         exception_handlers=OPENAI_EXCEPTION_HANDLERS,
         request_max_body_size=settings.model.max_request_bytes,
         openapi_config=OpenAPIConfig(

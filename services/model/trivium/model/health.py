@@ -9,12 +9,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from trivium.model.adapters.manager import AdapterManager
 
-__all__ = ("healthz", "readyz")
-
-
-@get("/healthz", include_in_schema=False, sync_to_thread=False)
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+__all__ = ("readyz",)
 
 
 @get("/readyz", include_in_schema=False)

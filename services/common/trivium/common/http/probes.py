@@ -1,0 +1,26 @@
+"""What every service exposes to operators: liveness and HTTP metrics with bounded labels."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import Middleware
+
+__all__ = ("PrometheusController", "healthz", "http_metrics_middleware")
+
+
+@get("/healthz", include_in_schema=False, sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """Alive: the event loop answers."""
+    return {"status": "ok"}
+
+
+def http_metrics_middleware(service: str) -> Middleware:
+    """`trivium_http_*` per route template (not raw path), method and status."""
+    config = PrometheusConfig(
+        app_name=f"trivium-{service}",
+        prefix="trivium_http",
+        group_path=True,
+        exclude=["/metrics", "/healthz", "/readyz"],
+    )
+    return config.middleware
