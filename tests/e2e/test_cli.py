@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import run_trivium, trivium_env
 
+from tests.e2e.conftest import run_trivium, trivium_env
 from trivium.common.redis_server import EmbeddedRedis, RedisServerProcess
 
 TEMPLATE = """---

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.conftest import ServiceProcess, start_gateway, trivium_env
 
+from tests.e2e.conftest import ServiceProcess, start_gateway, trivium_env
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
 QA = "Q: {{ question }}\nA:"

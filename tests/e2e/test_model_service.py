@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from transformers import AutoTokenizer
+
 from tests.e2e.conftest import ServiceProcess, start_service, trivium_env
 from tests.support.prometheus import sample_value
 from tests.support.tiny_models import build_tiny_adapter, build_tiny_base
-from transformers import AutoTokenizer
-
 from trivium.common.redis_server import RedisServerProcess
 
 

@@ -188,9 +188,15 @@ class TransformersEngine:
 
     def _unload_adapter(self, adapter_id: str) -> None:
         key = self._adapters.pop(adapter_id, None)
-        if key is not None:
+        if key is None:
+            return
+        if self._adapters:
+            # Batches name their adapters per row; PEFT's "active" one only must not be `key`.
+            self._model.set_adapter(next(iter(self._adapters.values())))
             self._model.delete_adapter(key)
-            log.info("adapter unloaded", extra={"adapter": adapter_id})
+        else:  # PEFT cannot run with zero adapters: go back to the plain base model
+            self._model = self._model.unload()
+        log.info("adapter unloaded", extra={"adapter": adapter_id})
 
     async def _on_worker(self, command: Callable[[], None]) -> None:
         future: Future[None] = Future()
