@@ -16,7 +16,11 @@ from transformers import AutoTokenizer
 from tests.e2e.conftest import ServiceProcess, start_service, trivium_env
 from tests.support.prometheus import sample_value
 from tests.support.tiny_models import build_tiny_adapter, build_tiny_base
+from trivium.common.redis import redis_from_url
 from trivium.common.redis_server import RedisServerProcess
+from trivium.common.settings import RedisSettings, RegistrySettings
+from trivium.model.adapters import ADAPTER_KIND
+from trivium.registry import Registry
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +321,29 @@ def test_metrics_measure_per_adapter(http: httpx.Client) -> None:
     assert 'trivium_model_tokens_total{kind="completion",model="base"}' in metrics
     assert "trivium_model_request_duration_seconds_bucket" in metrics
     assert "trivium_model_queue_depth" in metrics
+
+
+async def test_registry_changes_from_another_process_are_reconciled(
+    model_service: ServiceProcess, tiny: dict[str, Path]
+) -> None:
+    """A promote made elsewhere (here: this test process) loads the adapter with no request."""
+    async with httpx.AsyncClient(base_url=model_service.base_url) as http:
+        response = await http.post(
+            "/v1/adapters", json={"name": "remote", "path": str(tiny["adapter_b"])}
+        )
+        version = response.json()["version"]
+        settings = RegistrySettings(key_prefix=model_service.env["TRIVIUM_REGISTRY__KEY_PREFIX"])
+        client = redis_from_url(model_service.env["TRIVIUM_REDIS__URL"], RedisSettings())
+        try:
+            registry = Registry(client, ADAPTER_KIND, settings, cache=False)
+            await registry.promote("remote", "canary", version, actor="another-process")
+        finally:
+            await client.aclose()
+        deadline = time.monotonic() + 5
+        ids: set[str] = set()
+        while time.monotonic() < deadline:
+            ids = {m["id"] for m in (await http.get("/v1/models")).json()["data"]}
+            if f"remote@{version}" in ids:
+                break
+            await asyncio.sleep(0.05)
+        assert {f"remote@{version}", "remote@canary"} <= ids
