@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis import exceptions as redis_errors
 
 from trivium.common.redis_server import EmbeddedRedis
 from trivium.common.settings import RedisSettings
@@ -16,11 +19,15 @@ __all__ = ("open_redis", "redis_from_url")
 
 
 def redis_from_url(url: str, settings: RedisSettings) -> Redis:
+    # Pooled connections that sat idle through an outage come back dead: retry each command
+    # on a fresh connection a few times (about 140 ms in all) before reporting the store down.
     return Redis.from_url(
         url,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
         health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 3),
+        retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
     )
 
 

@@ -11,9 +11,9 @@ from trivium.registry.errors import MalformedReferenceError
 __all__ = ("DEFAULT_LABEL", "Reference", "parse_reference", "validate_label", "validate_name")
 
 DEFAULT_LABEL = "production"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_LABEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_VERSION = re.compile(r"[1-9][0-9]{0,8}")
 
 
 class Reference(msgspec.Struct, frozen=True):
@@ -28,7 +28,7 @@ class Reference(msgspec.Struct, frozen=True):
 
 
 def validate_name(name: str, field: str = "name") -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise MalformedReferenceError(
             f"invalid name {name!r}: use 1-64 of a-z 0-9 . _ -, starting with a letter or digit",
             field=field,
@@ -37,7 +37,7 @@ def validate_name(name: str, field: str = "name") -> str:
 
 
 def validate_label(label: str, field: str = "label") -> str:
-    if not _LABEL.match(label):
+    if not _LABEL.fullmatch(label):
         raise MalformedReferenceError(
             f"invalid label {label!r}: use 1-32 of a-z 0-9 _ -, starting with a letter",
             field=field,
@@ -56,7 +56,7 @@ def parse_reference(text: str, field: str = "ref") -> Reference:
         )
     validate_name(name, field)
     if selector.isdigit():
-        if not _VERSION.match(selector):
+        if not _VERSION.fullmatch(selector):
             raise MalformedReferenceError(f"invalid version in {text!r}", field=field)
         return Reference(name, version=int(selector))
     return Reference(name, label=validate_label(selector, field))

@@ -25,6 +25,7 @@ import yaml
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from trivium.common.errors import InvalidInputError
 from trivium.common.settings import RegistrySettings
 from trivium.registry import scripts
 from trivium.registry.cache import InvalidationListener, ResolveCache
@@ -320,6 +321,8 @@ class Registry:
     async def history(self, name: str, limit: int | None = None) -> list[AuditEntry]:
         """The audit log of `name`, oldest first (the newest `limit` entries if given)."""
         validate_name(name)
+        if limit is not None and limit < 1:
+            raise InvalidInputError(f"limit must be at least 1, got {limit}", field="limit")
         await self._require_artifact(name)
         start = 0 if limit is None else -limit
         raw = await self._call(

@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
-from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from trivium.common.errors import InvalidInputError
@@ -27,7 +26,7 @@ __all__ = (
     "parse_template_file",
 )
 
-_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 
@@ -80,7 +79,7 @@ def _declared_variables(metadata: dict[str, Any]) -> list[str]:
         raise InvalidArtifactError(
             "metadata.variables must be a list of variable names", field="metadata.variables"
         )
-    bad = [v for v in raw if not _VARIABLE.match(v)]
+    bad = [v for v in raw if not _VARIABLE.fullmatch(v)]
     if bad:
         raise InvalidArtifactError(
             f"invalid variable name(s): {', '.join(map(repr, bad))}", field="metadata.variables"
@@ -122,7 +121,7 @@ class TemplateRenderer:
             compiled = self._compiled[template.sha256] = self._env.from_string(template.body)
         try:
             text: str = compiled.render(variables)
-        except (UndefinedError, SecurityError, TypeError, ValueError) as exc:
+        except Exception as exc:  # anything the template does with these inputs is their error
             raise RenderError(f"{template.ref} failed to render: {exc}", field="input") from exc
         return text
 
