@@ -347,3 +347,27 @@ async def test_registry_changes_from_another_process_are_reconciled(
                 break
             await asyncio.sleep(0.05)
         assert {f"remote@{version}", "remote@canary"} <= ids
+
+
+def test_admin_tokens_guard_adapter_writes(
+    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess, tiny: dict[str, Path]
+) -> None:
+    tmp = tmp_path_factory.mktemp("auth")
+    env = model_env(tmp, e2e_redis, tiny["base"], TRIVIUM_MODEL__ADMIN_TOKENS='{"ops": "t0ken"}')
+    service = start_service(tmp, ["model", "serve"], "MODEL", env)
+    try:
+        with service.client() as http:
+            body = {"name": "guarded", "path": str(tiny["adapter_a"])}
+            refused = http.post("/v1/adapters", json=body)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["type"] == "authentication_error"
+            assert http.post("/v1/adapters/guarded/load", json={}).status_code == 401
+            accepted = http.post(
+                "/v1/adapters", json=body, headers={"authorization": "Bearer t0ken"}
+            )
+            assert accepted.status_code == 201
+            assert http.get("/v1/adapters/guarded/history").json()[0]["actor"] == "ops"
+            completion = {"model": "base", "prompt": "x", "max_tokens": 2}
+            assert http.post("/v1/completions", json=completion).status_code == 200
+    finally:
+        assert service.stop() == 0

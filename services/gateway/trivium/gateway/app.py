@@ -59,7 +59,13 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             "renderer": Provide(provide_renderer, sync_to_thread=False),
         },
         lifespan=[lifespan],
-        state=State({"settings": settings, "renderer": TemplateRenderer()}),
+        state=State(
+            {
+                "settings": settings,
+                "renderer": TemplateRenderer(),
+                "admin_tokens": settings.gateway.admin_tokens,
+            }
+        ),
         middleware=[RequestIdMiddleware, http_metrics_middleware("gateway")],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.gateway.max_request_bytes,

@@ -83,7 +83,7 @@ def create_app(settings: ModelSettings | None = None) -> Litestar:
             "serving": _from_state("serving"),
         },
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "admin_tokens": settings.model.admin_tokens}),
         middleware=[RequestIdMiddleware, http_metrics_middleware("model")],
         exception_handlers=OPENAI_EXCEPTION_HANDLERS,
         request_max_body_size=settings.model.max_request_bytes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from trivium.common.settings import Section, TriviumSettings
 
@@ -55,6 +55,10 @@ class ModelSection(Section):
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
     reconcile_interval_s: float = Field(default=30.0, gt=0)
+    admin_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="actor name -> bearer token for /v1/adapters writes; empty leaves them open",
+    )
     transformers: TransformersSection = TransformersSection()
     vllm: VllmSection = VllmSection()
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, get, post, put
-from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from trivium.gateway.auth import provide_actor
+from trivium.common.http.auth import ACTOR_DEPENDENCY
 from trivium.gateway.templates.schemas import (
     DiffResponse,
     PromoteRequest,
@@ -33,7 +32,7 @@ Label = Annotated[str, Parameter(max_length=32, description="label, e.g. product
 class TemplateController(Controller):
     path = "/v1/templates"
     tags = ["templates"]
-    dependencies = {"actor": Provide(provide_actor, sync_to_thread=False)}
+    dependencies = {"actor": ACTOR_DEPENDENCY}
 
     @get("/")
     async def list_templates(self, templates: Registry) -> list[ArtifactSummary]:

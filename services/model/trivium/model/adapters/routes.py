@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, Response, get, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from trivium.common.http.auth import ACTOR_DEPENDENCY
 from trivium.model.adapters.manager import AdapterManager
 from trivium.model.adapters.store import AdapterStore
 from trivium.registry import ArtifactVersion, AuditEntry, LabelMove
@@ -61,13 +62,10 @@ class AdapterSummary(msgspec.Struct):
     loaded: list[str]
 
 
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return request.headers.get("x-trivium-actor", "anonymous")[:64]
-
-
 class AdapterController(Controller):
     path = "/v1/adapters"
     tags = ["adapters"]
+    dependencies = {"actor": ACTOR_DEPENDENCY}
 
     @get("/")
     async def list_adapters(self, adapters: AdapterManager) -> list[AdapterSummary]:
@@ -84,9 +82,8 @@ class AdapterController(Controller):
 
     @post("/")
     async def register(
-        self, request: Request[Any, Any, Any], store: AdapterStore, data: RegisterRequest
+        self, actor: str, store: AdapterStore, data: RegisterRequest
     ) -> Response[RegisterResponse]:
-        actor = _actor(request)
         result = await store.register(data.name, Path(data.path), data.metadata, actor=actor)
         artifact = result.artifact
         if data.promote:
@@ -101,13 +98,15 @@ class AdapterController(Controller):
         return await adapters.registry.versions(name)
 
     @post("/{name:str}/load", status_code=HTTP_200_OK)
-    async def load(self, adapters: AdapterManager, name: Name, data: SelectorRequest) -> LoadState:
+    async def load(
+        self, actor: str, adapters: AdapterManager, name: Name, data: SelectorRequest
+    ) -> LoadState:
         adapter_id = await adapters.resolve(f"{name}@{data.selector}")
         return LoadState(adapter_id or name, loaded=True)
 
     @post("/{name:str}/unload", status_code=HTTP_200_OK)
     async def unload(
-        self, adapters: AdapterManager, name: Name, data: SelectorRequest
+        self, actor: str, adapters: AdapterManager, name: Name, data: SelectorRequest
     ) -> LoadState:
         artifact = await adapters.registry.resolve(f"{name}@{data.selector}")
         adapter_id = f"{artifact.name}@{artifact.version}"
@@ -117,14 +116,14 @@ class AdapterController(Controller):
     @put("/{name:str}/labels/{label:str}")
     async def promote(
         self,
-        request: Request[Any, Any, Any],
+        actor: str,
         adapters: AdapterManager,
         name: Name,
         label: Label,
         data: PromoteRequest,
     ) -> LabelMove:
         move = await adapters.registry.promote(
-            name, label, data.version, expected_current=data.expected_current, actor=_actor(request)
+            name, label, data.version, expected_current=data.expected_current, actor=actor
         )
         adapters.changed.set()
         return move
@@ -132,14 +131,14 @@ class AdapterController(Controller):
     @post("/{name:str}/labels/{label:str}/rollback", status_code=HTTP_200_OK)
     async def rollback(
         self,
-        request: Request[Any, Any, Any],
+        actor: str,
         adapters: AdapterManager,
         name: Name,
         label: Label,
         data: RollbackRequest,
     ) -> LabelMove:
         move = await adapters.registry.rollback(
-            name, label, expected_current=data.expected_current, actor=_actor(request)
+            name, label, expected_current=data.expected_current, actor=actor
         )
         adapters.changed.set()
         return move

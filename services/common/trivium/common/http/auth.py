@@ -1,4 +1,9 @@
-"""Who is calling: bearer tokens for registry writes, the actor recorded in the audit log."""
+"""Who is calling an admin route: bearer tokens, and the actor recorded in the audit log.
+
+A service puts its `admin_tokens` (actor name -> token) in `app.state.admin_tokens`. With
+none configured, admin routes are open (development) and the actor comes from
+`X-Trivium-Actor`; with tokens, a route that asks for `actor` needs a matching bearer token.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,15 @@ import hmac
 from typing import Any
 
 from litestar import Request
+from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
+from pydantic import SecretStr
 
-from trivium.gateway.config import GatewaySettings
-
-__all__ = ("provide_actor",)
+__all__ = ("ACTOR_DEPENDENCY", "provide_actor")
 
 
 def provide_actor(request: Request[Any, Any, Any]) -> str:
-    """The audit actor: the token's owner, or `X-Trivium-Actor` when no tokens are configured."""
-    settings: GatewaySettings = request.app.state.settings
-    tokens = settings.gateway.admin_tokens
+    tokens: dict[str, SecretStr] = request.app.state.admin_tokens
     if not tokens:
         return request.headers.get("x-trivium-actor", "anonymous")[:64]
     scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
@@ -25,6 +28,9 @@ def provide_actor(request: Request[Any, Any, Any]) -> str:
             if hmac.compare_digest(supplied.encode(), token.get_secret_value().encode()):
                 return actor
     raise NotAuthorizedException(
-        "registry writes need 'Authorization: Bearer <token>'",
+        "admin routes need 'Authorization: Bearer <token>'",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+ACTOR_DEPENDENCY = Provide(provide_actor, sync_to_thread=False)
