@@ -22,10 +22,13 @@ from trivium.model.adapters.manager import AdapterManager
 from trivium.model.adapters.routes import AdapterController
 from trivium.model.config import ModelSettings
 from trivium.model.engines.factory import build_engine
+from trivium.model.engines.transformers_engine import TransformersEngine
 from trivium.model.health import readyz
 from trivium.model.openai.errors import OPENAI_EXCEPTION_HANDLERS
 from trivium.model.openai.routes import OpenAIController
 from trivium.model.openai.serving import OpenAIServing
+from trivium.model.vllm.engine import VllmEngine
+from trivium.model.vllm.proxy import VllmOpenAIController, VllmProxy
 from trivium.registry import Registry
 
 __all__ = ("create_app",)
@@ -43,44 +46,54 @@ def _from_state(key: str) -> Provide:
 
 def create_app(settings: ModelSettings | None = None) -> Litestar:
     settings = settings or ModelSettings()
+    on_vllm = settings.model.engine == "vllm"
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = build_engine(settings)
+        engine: TransformersEngine | VllmEngine
+        engine = VllmEngine(settings) if on_vllm else build_engine(settings)
         await engine.start()
-        QUEUE_DEPTH.set_function(lambda: engine.queue_depth)
-        async with open_redis(settings.redis, settings.data_dir) as client:
-            registry = Registry(client, ADAPTER_KIND, settings.registry)
-            await registry.start()
-            adapters = AdapterManager(registry, engine, settings.model.served_model_name)
-            try:
-                await adapters.reconcile()
-            except Exception:
-                log.exception("initial adapter reconcile failed; serving the base model")
-            reconciler = asyncio.create_task(
-                adapters.run_forever(settings.model.reconcile_interval_s), name="reconcile"
-            )
-            app.state.update(
-                adapters=adapters,
-                store=AdapterStore(settings.adapter_store_dir, registry),
-                serving=OpenAIServing(engine, adapters, settings.model.request_timeout_s),
-            )
-            log.info("model service ready", extra={"model": str(settings.base_model_dir)})
-            try:
-                yield
-            finally:
-                reconciler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reconciler
-                await engine.close()
-                await registry.close()
+        if isinstance(engine, TransformersEngine):
+            QUEUE_DEPTH.set_function(lambda: engine.queue_depth)
+        try:
+            async with open_redis(settings.redis, settings.data_dir) as client:
+                registry = Registry(client, ADAPTER_KIND, settings.registry)
+                await registry.start()
+                adapters = AdapterManager(registry, engine, settings.model.served_model_name)
+                try:
+                    await adapters.reconcile()
+                except Exception:
+                    log.exception("initial adapter reconcile failed; serving the base model")
+                reconciler = asyncio.create_task(
+                    adapters.run_forever(settings.model.reconcile_interval_s), name="reconcile"
+                )
+                app.state.update(
+                    adapters=adapters, store=AdapterStore(settings.adapter_store_dir, registry)
+                )
+                if isinstance(engine, VllmEngine):
+                    app.state.proxy = VllmProxy(engine, adapters)
+                else:
+                    timeout = settings.model.request_timeout_s
+                    app.state.serving = OpenAIServing(engine, adapters, timeout)
+                log.info("model service ready", extra={"engine": settings.model.engine})
+                try:
+                    yield
+                finally:
+                    reconciler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reconciler
+                    await registry.close()
+        finally:
+            await engine.close()
 
+    openai_routes = VllmOpenAIController if on_vllm else OpenAIController
     return Litestar(
-        route_handlers=[OpenAIController, AdapterController, PrometheusController, healthz, readyz],
+        route_handlers=[openai_routes, AdapterController, PrometheusController, healthz, readyz],
         dependencies={
             "adapters": _from_state("adapters"),
             "store": _from_state("store"),
             "serving": _from_state("serving"),
+            "proxy": _from_state("proxy"),
         },
         lifespan=[lifespan],
         state=State({"settings": settings, "admin_tokens": settings.model.admin_tokens}),

@@ -15,7 +15,8 @@ import logging
 import time
 from pathlib import Path
 
-from trivium.model.engines.base import Engine
+from trivium.common.errors import TriviumError
+from trivium.model.engines.base import AdapterHost
 from trivium.model.errors import ModelNotFoundError
 from trivium.registry import Registry
 from trivium.registry.errors import (
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 class AdapterManager:
     def __init__(
-        self, registry: Registry, engine: Engine, base_name: str, idle_unload_s: float = 300.0
+        self, registry: Registry, engine: AdapterHost, base_name: str, idle_unload_s: float = 300.0
     ) -> None:
         self.registry = registry
         self.engine = engine
@@ -85,20 +86,21 @@ class AdapterManager:
         return aliases
 
     async def reconcile(self) -> None:
-        """Load every labelled version; unload unlabelled ones idle for `idle_unload_s`."""
+        """Hold every labelled version, plus unlabelled ones used in the last `idle_unload_s`."""
         summaries = await self.registry.list()
         self._labels = {s.name: dict(s.labels) for s in summaries}
-        desired = {f"{s.name}@{v}" for s in summaries for v in s.labels.values()}
         now = time.monotonic()
-        for adapter_id in sorted(self.engine.loaded_adapters() - desired):
-            if now - self._last_used.get(adapter_id, 0.0) > self.idle_unload_s:
-                await self.unload(adapter_id)
-        for adapter_id in sorted(desired - self.engine.loaded_adapters()):
+        wanted = {f"{s.name}@{v}" for s in summaries for v in s.labels.values()}
+        wanted |= {a for a, used in self._last_used.items() if now - used <= self.idle_unload_s}
+        paths: dict[str, Path] = {}
+        for adapter_id in sorted(wanted):
             try:
-                artifact = await self.registry.resolve(adapter_id)
-                await self._load(adapter_id, Path(artifact.body))
-            except Exception:
-                log.exception("could not load adapter", extra={"adapter": adapter_id})
+                paths[adapter_id] = Path((await self.registry.resolve(adapter_id)).body)
+            except TriviumError:
+                log.exception("cannot resolve adapter", extra={"adapter": adapter_id})
+        await self.engine.sync_adapters(paths)
+        for adapter_id in set(self._last_used) - self.engine.loaded_adapters():
+            self._last_used.pop(adapter_id, None)
 
     async def run_forever(self, interval_s: float = 30.0) -> None:
         """Reconcile on every registry change and every `interval_s`; never gives up."""

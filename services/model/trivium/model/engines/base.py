@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Literal, Protocol
 
 import msgspec
 
 __all__ = (
+    "AdapterHost",
     "ChatMessage",
     "Engine",
     "FinishReason",
@@ -52,7 +53,21 @@ class GenerationStep(msgspec.Struct, frozen=True):
     finish_reason: FinishReason | None = None
 
 
-class Engine(Protocol):
+class AdapterHost(Protocol):
+    """Something that holds LoRA adapters by id (`name@version`): an engine, or vLLM."""
+
+    async def load_adapter(self, adapter_id: str, path: Path) -> None: ...
+
+    async def unload_adapter(self, adapter_id: str) -> None: ...
+
+    def loaded_adapters(self) -> frozenset[str]: ...
+
+    async def sync_adapters(self, wanted: Mapping[str, Path]) -> None:
+        """Make the loaded adapters exactly `wanted` (id -> directory); log, don't raise."""
+        ...
+
+
+class Engine(AdapterHost, Protocol):
     """A base model plus hot-loadable LoRA adapters, generating token by token."""
 
     @property
@@ -69,9 +84,3 @@ class Engine(Protocol):
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationStep]:
         """Stream steps; may raise QueueFullError or DeadlineExceededError."""
         ...
-
-    async def load_adapter(self, adapter_id: str, path: Path) -> None: ...
-
-    async def unload_adapter(self, adapter_id: str) -> None: ...
-
-    def loaded_adapters(self) -> frozenset[str]: ...

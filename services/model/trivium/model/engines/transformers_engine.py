@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +197,15 @@ class TransformersEngine:
         else:  # PEFT cannot run with zero adapters: go back to the plain base model
             self._model = self._model.unload()
         log.info("adapter unloaded", extra={"adapter": adapter_id})
+
+    async def sync_adapters(self, wanted: Mapping[str, Path]) -> None:
+        for adapter_id in sorted(self.loaded_adapters() - wanted.keys()):
+            await self.unload_adapter(adapter_id)
+        for adapter_id in sorted(wanted.keys() - self.loaded_adapters()):
+            try:
+                await self.load_adapter(adapter_id, wanted[adapter_id])
+            except Exception:
+                log.exception("could not load adapter", extra={"adapter": adapter_id})
 
     async def _on_worker(self, command: Callable[[], None]) -> None:
         future: Future[None] = Future()

@@ -25,7 +25,7 @@ from trivium.model.openai.protocol import (
 )
 from trivium.model.openai.serving import OpenAIServing, Prepared
 
-__all__ = ("OpenAIController",)
+__all__ = ("EventStream", "OpenAIController", "model_list")
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -90,11 +90,16 @@ class OpenAIController(Controller):
 
     @get("/models")
     async def models(self, adapters: AdapterManager) -> ModelList:
-        created = int(time.time())
-        cards = [ModelCard(adapters.base_name, created)]
-        loaded = sorted(adapters.engine.loaded_adapters())
-        cards += [ModelCard(a, created, root=a, parent=adapters.base_name) for a in loaded]
-        for alias, target in sorted(adapters.aliases().items()):
-            if target in loaded:
-                cards.append(ModelCard(alias, created, root=target, parent=adapters.base_name))
-        return ModelList(cards)
+        return model_list(adapters)
+
+
+def model_list(adapters: AdapterManager) -> ModelList:
+    """The base, each loaded adapter version, and each label alias of a loaded version."""
+    created = int(time.time())
+    cards = [ModelCard(adapters.base_name, created)]
+    loaded = sorted(adapters.engine.loaded_adapters())
+    cards += [ModelCard(a, created, root=a, parent=adapters.base_name) for a in loaded]
+    for alias, target in sorted(adapters.aliases().items()):
+        if target in loaded:
+            cards.append(ModelCard(alias, created, root=target, parent=adapters.base_name))
+    return ModelList(cards)
