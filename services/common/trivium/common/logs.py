@@ -65,3 +65,5 @@ def configure_logging(settings: LogSettings, service: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # One INFO line per outbound request (health polls, upstream calls) drowns the service's own.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
