@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from trivium.cli.context import CliState, print_json
+from trivium.cli.context import CliState, print_json, run_async
 from trivium.common.settings import TriviumSettings
 from trivium.gateway.config import GatewaySettings
 from trivium.model.config import ModelSettings
@@ -64,6 +66,77 @@ def model_serve(state: CliState) -> None:
     from trivium.model.server import serve  # imported late: `--help` must not load torch
 
     serve(state.settings(ModelSettings))
+
+
+@model.command("init-demo")
+@pass_state
+def model_init_demo(state: CliState) -> None:
+    """Build the offline demo model and fine-tune its triage adapter (skips what exists).
+
+    No weights can be downloaded, so the demo base is a small GPT-2-style model trained here
+    from text shipped in the package, and `triage-lora` is a LoRA adapter fine-tuned on a
+    shipped ticket-triage dataset, registered and labelled `production`.
+    """
+    from trivium.model.demo import run_init_demo  # imported late: loads torch
+
+    report = run_async(run_init_demo(state.settings(ModelSettings)))
+    click.echo(report.summary())
+
+
+@model.command("finetune")
+@click.option(
+    "--base",
+    "base",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Base model directory (default: model.transformers.base_model_dir).",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSONL of {"prompt", "completion"} or chat {"messages"} records.',
+)
+@click.option("--name", required=True, help="Adapter name to register the new version under.")
+@click.option("--promote", "label", default=None, help="Point this label at the new version.")
+@click.option("--rank", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--eval-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@pass_state
+def model_finetune(
+    state: CliState,
+    base: Path | None,
+    data: Path,
+    name: str,
+    label: str | None,
+    rank: int,
+    epochs: int | None,
+    lr: float | None,
+    eval_fraction: float,
+    seed: int,
+) -> None:
+    """Quick PEFT LoRA fine-tune: train, evaluate against the base, register a version."""
+    from trivium.model.finetune import run_finetune_command  # imported late: loads torch
+    from trivium.model.finetune.train import DEFAULT_EPOCHS, DEFAULT_LR
+
+    settings = state.settings(ModelSettings)
+    report = run_async(
+        run_finetune_command(
+            settings,
+            base or settings.base_model_dir,
+            data,
+            name,
+            label,
+            rank=rank,
+            alpha=2 * rank,
+            epochs=epochs or DEFAULT_EPOCHS,
+            lr=lr or DEFAULT_LR,
+            eval_fraction=eval_fraction,
+            seed=seed,
+        )
+    )
+    click.echo(report.summary())
 
 
 @model.command("config")

@@ -1,0 +1,63 @@
+"""`trivium up`: the whole stack on embedded defaults, as one command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from trivium.cli.context import CliState, open_templates, run_async
+from trivium.cli.demo import seed_demo_templates
+from trivium.cli.supervisor import Child, Supervisor
+from trivium.common.redis_server import EmbeddedRedis
+from trivium.gateway.config import GatewaySettings
+from trivium.model.config import ModelSettings
+
+__all__ = ("up",)
+
+
+def _local(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a comparison
+
+
+@click.command()
+@click.option("--skip-model", is_flag=True, help="Run only the registry and the gateway.")
+@click.pass_obj
+def up(state: CliState, skip_model: bool) -> None:
+    """Run the stack on embedded defaults: Redis, the model service, the gateway.
+
+    With no Redis URL configured, a real redis-server runs under data_dir. The first run
+    builds the offline demo model and its triage adapter (`trivium model init-demo`).
+    Ctrl-C stops everything cleanly.
+    """
+    gateway = state.settings(GatewaySettings)
+    model = state.settings(ModelSettings)
+    embedded = EmbeddedRedis(gateway.data_dir) if gateway.redis.url is None else None
+    if embedded is not None:
+        embedded.start()
+    supervisor = Supervisor(state.config_file)
+    status = 1
+    try:
+
+        async def seed() -> list[str]:
+            async with open_templates(gateway) as registry:
+                return await seed_demo_templates(registry)
+
+        click.echo(f"templates: {', '.join(run_async(seed()))}", err=True)
+        if not skip_model:
+            from trivium.model.demo import run_init_demo  # imported late: loads torch
+
+            report = run_async(run_init_demo(model))
+            click.echo(f"model: {report.summary()}", err=True)
+            model_url = f"http://{_local(model.model.host)}:{model.model.port}"
+            supervisor.start(Child("model service", ["model", "serve"], f"{model_url}/readyz"))
+            click.echo(f"model service: {model_url}/v1 (OpenAI API)", err=True)
+        gateway_url = f"http://{_local(gateway.gateway.host)}:{gateway.gateway.port}"
+        supervisor.start(Child("gateway", ["gateway", "serve"], f"{gateway_url}/readyz"))
+        click.echo(f"gateway: {gateway_url} (OpenAPI at /schema); Ctrl-C stops", err=True)
+        status = supervisor.wait()
+    finally:
+        supervisor.stop_all()
+        if embedded is not None:
+            embedded.stop()
+    sys.exit(status)
