@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import run_trivium, trivium_env
-from trivium.common.redis_server import EmbeddedRedis, RedisServerProcess
+from tests.e2e.conftest import TRIVIUM, run_trivium, trivium_env
+from tests.support.tiny_models import build_tiny_base
+from trivium.common.redis_server import EmbeddedRedis, RedisServerProcess, free_tcp_port
 
 TEMPLATE = """---
 description: a test template
@@ -165,3 +170,42 @@ def test_embedded_default_persists_and_shuts_down(tmp_path: Path) -> None:
     # A second process starts the server again and finds the version on disk.
     shown = run_trivium(env, "templates", "show", "local@1", "--json")
     assert json.loads(shown.stdout)["body"] == "Ticket: {{ ticket }}\nLabel:\n"
+
+
+def test_finetune_rejects_a_bad_dataset_naming_the_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    base = build_tiny_base(tmp_path / "base")
+    data = write(tmp_path, '{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n', "bad.jsonl")
+    result = run_trivium(
+        env, "model", "finetune", "--base", str(base), "--data", str(data), "--name", "x"
+    )
+    assert result.returncode == 1
+    assert "line 2" in result.stderr
+    assert "completion" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_up_runs_the_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_tcp_port()
+    env = trivium_env(tmp_path, None, TRIVIUM_GATEWAY__PORT=str(port))
+    process = subprocess.Popen(
+        [*TRIVIUM, "up", "--skip-model"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert ready
+        templates = httpx.get(f"http://127.0.0.1:{port}/v1/templates").json()
+        assert {t["name"] for t in templates} >= {"support-answer", "triage", "copy"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert not EmbeddedRedis(tmp_path)._server.ping(), "up left the embedded Redis running"
