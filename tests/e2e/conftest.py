@@ -95,23 +95,12 @@ def start_gateway(tmp: Path, env: dict[str, str]) -> ServiceProcess:
     return start_service(tmp, ["gateway", "serve"], "GATEWAY", env)
 
 
-@pytest.fixture(scope="session")
-def e2e_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
-    """A private redis-server for the end-to-end tests, on a free port (never 6379)."""
-    server = RedisServerProcess(
-        tmp_path_factory.mktemp("e2e-redis"), port=free_tcp_port(), persist=False
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServerProcess
 ) -> Iterator[ServiceProcess]:
     tmp = tmp_path_factory.mktemp("gateway")
-    process = start_gateway(tmp, trivium_env(tmp, e2e_redis.url))
+    process = start_gateway(tmp, trivium_env(tmp, redis_server.url))
     yield process
     process.stop()
 

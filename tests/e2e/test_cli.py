@@ -25,8 +25,8 @@ Label:
 
 
 @pytest.fixture
-def env(tmp_path: Path, e2e_redis: RedisServerProcess) -> dict[str, str]:
-    return trivium_env(tmp_path, e2e_redis.url)
+def env(tmp_path: Path, redis_server: RedisServerProcess) -> dict[str, str]:
+    return trivium_env(tmp_path, redis_server.url)
 
 
 def write(tmp_path: Path, text: str, name: str = "triage.j2") -> Path:

@@ -246,10 +246,12 @@ def test_health_readiness_metrics_and_openapi(http: httpx.Client) -> None:
 
 
 def test_admin_tokens_guard_writes_and_name_the_actor(
-    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServerProcess
 ) -> None:
     tmp = tmp_path_factory.mktemp("auth")
-    env = trivium_env(tmp, e2e_redis.url, TRIVIUM_GATEWAY__ADMIN_TOKENS='{"alice": "s3cret-token"}')
+    env = trivium_env(
+        tmp, redis_server.url, TRIVIUM_GATEWAY__ADMIN_TOKENS='{"alice": "s3cret-token"}'
+    )
     gateway = start_gateway(tmp, env)
     try:
         with gateway.client() as http:

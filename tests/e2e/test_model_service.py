@@ -46,11 +46,13 @@ def model_env(tmp: Path, redis: RedisServerProcess, base: Path, **extra: str) ->
 
 @pytest.fixture(scope="module")
 def model_service(
-    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess, tiny: dict[str, Path]
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServerProcess,
+    tiny: dict[str, Path],
 ) -> Iterator[ServiceProcess]:
     tmp = tmp_path_factory.mktemp("model")
     service = start_service(
-        tmp, ["model", "serve"], "MODEL", model_env(tmp, e2e_redis, tiny["base"])
+        tmp, ["model", "serve"], "MODEL", model_env(tmp, redis_server, tiny["base"])
     )
     yield service
     service.stop()
@@ -248,12 +250,14 @@ def test_malformed_json_is_400(http: httpx.Client) -> None:
 
 
 def test_queue_full_is_503_with_retry_after(
-    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess, tiny: dict[str, Path]
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServerProcess,
+    tiny: dict[str, Path],
 ) -> None:
     tmp = tmp_path_factory.mktemp("queue")
     env = model_env(
         tmp,
-        e2e_redis,
+        redis_server,
         tiny["base"],
         TRIVIUM_MODEL__TRANSFORMERS__MAX_QUEUE="1",
         TRIVIUM_MODEL__TRANSFORMERS__MAX_BATCH_SIZE="1",
@@ -279,10 +283,12 @@ def test_queue_full_is_503_with_retry_after(
 
 
 def test_deadline_exceeded_is_504(
-    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess, tiny: dict[str, Path]
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServerProcess,
+    tiny: dict[str, Path],
 ) -> None:
     tmp = tmp_path_factory.mktemp("deadline")
-    env = model_env(tmp, e2e_redis, tiny["base"], TRIVIUM_MODEL__REQUEST_TIMEOUT_S="0.05")
+    env = model_env(tmp, redis_server, tiny["base"], TRIVIUM_MODEL__REQUEST_TIMEOUT_S="0.05")
     service = start_service(tmp, ["model", "serve"], "MODEL", env)
     try:
         with service.client() as http:
@@ -350,10 +356,12 @@ async def test_registry_changes_from_another_process_are_reconciled(
 
 
 def test_admin_tokens_guard_adapter_writes(
-    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess, tiny: dict[str, Path]
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServerProcess,
+    tiny: dict[str, Path],
 ) -> None:
     tmp = tmp_path_factory.mktemp("auth")
-    env = model_env(tmp, e2e_redis, tiny["base"], TRIVIUM_MODEL__ADMIN_TOKENS='{"ops": "t0ken"}')
+    env = model_env(tmp, redis_server, tiny["base"], TRIVIUM_MODEL__ADMIN_TOKENS='{"ops": "t0ken"}')
     service = start_service(tmp, ["model", "serve"], "MODEL", env)
     try:
         with service.client() as http:

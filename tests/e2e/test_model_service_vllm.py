@@ -48,12 +48,12 @@ def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(
-    tmp_path_factory: pytest.TempPathFactory, e2e_redis: RedisServerProcess, fake_vllm: FakeVllm
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServerProcess, fake_vllm: FakeVllm
 ) -> Iterator[ServiceProcess]:
     tmp = tmp_path_factory.mktemp("model-vllm")
     env = trivium_env(
         tmp,
-        e2e_redis.url,
+        redis_server.url,
         TRIVIUM_MODEL__ENGINE="vllm",
         TRIVIUM_MODEL__VLLM__URL=fake_vllm.url,
         TRIVIUM_MODEL__RECONCILE_INTERVAL_S="0.5",
