@@ -3,6 +3,8 @@
 Starts `trivium model serve` (transformers engine) once per batching mode on a free port
 against a private Redis, then drives it over HTTP with N concurrent clients.
 
+Every request generates exactly --max-tokens tokens (`ignore_eos`, as vLLM's benchmarks do).
+
     .venv/bin/python load/bench_model.py --base-model-dir var/models/demo-base \\
         [--adapter triage-lora] [--concurrency 1 4 16] [--requests 48] [--max-tokens 32]
 """
@@ -78,6 +80,7 @@ async def drive(url: str, model: str, concurrency: int, requests: int, max_token
                 "max_tokens": max_tokens,
                 "temperature": 0.8,
                 "seed": i,
+                "ignore_eos": True,
             }
             start = time.perf_counter()
             response = await http.post(f"{url}/v1/completions", json=body)

@@ -32,6 +32,7 @@ class SamplingParams(msgspec.Struct, frozen=True):
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    ignore_eos: bool = False
 
 
 class GenerationRequest(msgspec.Struct, frozen=True):

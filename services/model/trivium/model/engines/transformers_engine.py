@@ -15,6 +15,7 @@ import hashlib
 import logging
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future
@@ -174,10 +175,13 @@ class TransformersEngine:
         await self._on_worker(lambda: self._load_adapter(adapter_id, key, path))
 
     def _load_adapter(self, adapter_id: str, key: str, path: Path) -> None:
-        if isinstance(self._model, PeftModel):
-            self._model.load_adapter(str(path), adapter_name=key)
-        else:
-            self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=key)
+        with warnings.catch_warnings():
+            # peft 0.21 calls transformers' deprecated `is_gradient_checkpointing`
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+            if isinstance(self._model, PeftModel):
+                self._model.load_adapter(str(path), adapter_name=key)
+            else:
+                self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=key)
         self._model.eval()
         self._adapters[adapter_id] = key
         log.info("adapter loaded", extra={"adapter": adapter_id, "path": str(path)})
@@ -403,7 +407,7 @@ class TransformersEngine:
         params = row.request.params
         row.generated.append(token)
         row.next_token = token
-        finished_by_eos = token == self._tokenizer.eos_token_id
+        finished_by_eos = token == self._tokenizer.eos_token_id and not params.ignore_eos
         text = self._tokenizer.decode(row.generated, skip_special_tokens=True)
         finish: FinishReason | None = "stop" if finished_by_eos else None
         for stop in params.stop:

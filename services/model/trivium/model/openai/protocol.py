@@ -42,6 +42,8 @@ class _Sampling(msgspec.Struct, kw_only=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    ignore_eos: bool = False
+    """vLLM's extension: keep generating past end-of-sequence (benchmarks, fixed lengths)."""
 
     @property
     def include_usage(self) -> bool:

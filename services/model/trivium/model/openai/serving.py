@@ -77,7 +77,9 @@ class OpenAIServing:
                 f"{max_tokens} for the completion).",
                 field="messages" if endpoint == "chat" else "prompt",
             )
-        params = SamplingParams(max_tokens, request.temperature, request.top_p, stops, request.seed)
+        params = SamplingParams(
+            max_tokens, request.temperature, request.top_p, stops, request.seed, request.ignore_eos
+        )
         request_id = f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
         generation = GenerationRequest(
             request_id, prompt_ids, params, adapter, started + self.request_timeout_s
