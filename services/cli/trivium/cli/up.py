@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -14,6 +16,10 @@ from trivium.gateway.config import GatewaySettings
 from trivium.model.config import ModelSettings
 
 __all__ = ("up",)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _local(host: str) -> str:
@@ -30,6 +36,8 @@ def up(state: CliState, skip_model: bool) -> None:
     builds the offline demo model and its triage adapter (`trivium model init-demo`).
     Ctrl-C stops everything cleanly.
     """
+    # SIGTERM while starting up must still stop what was started: make it an exception.
+    signal.signal(signal.SIGTERM, _terminate)
     gateway = state.settings(GatewaySettings)
     model = state.settings(ModelSettings)
     embedded = EmbeddedRedis(gateway.data_dir) if gateway.redis.url is None else None
