@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,17 @@ def start_service(
             time.sleep(0.1)
     service.stop()
     raise RuntimeError(f"{command} did not become healthy:\n{log_path.read_text()}")
+
+
+@contextmanager
+def running(service: ServiceProcess) -> Iterator[ServiceProcess]:
+    """Stop `service` afterwards; when the body passed, it must also have exited cleanly."""
+    try:
+        yield service
+    except BaseException:
+        service.stop()
+        raise
+    assert service.stop() == 0, f"unclean exit:\n{service.log_path.read_text()[-2000:]}"
 
 
 def start_gateway(tmp: Path, env: dict[str, str]) -> ServiceProcess:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ServiceProcess, start_gateway, trivium_env
+from tests.e2e.conftest import ServiceProcess, running, start_gateway, trivium_env
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
 QA = "Q: {{ question }}\nA:"
@@ -252,28 +252,24 @@ def test_admin_tokens_guard_writes_and_name_the_actor(
     env = trivium_env(
         tmp, redis_server.url, TRIVIUM_GATEWAY__ADMIN_TOKENS='{"alice": "s3cret-token"}'
     )
-    gateway = start_gateway(tmp, env)
-    try:
-        with gateway.client() as http:
-            payload = {"body": QA, "metadata": {"variables": ["question"]}}
-            anonymous = http.post("/v1/templates/guarded/versions", json=payload)
-            assert_problem(anonymous, 401, "unauthorized")
-            assert anonymous.headers["www-authenticate"] == "Bearer"
-            wrong = http.post(
-                "/v1/templates/guarded/versions",
-                json=payload,
-                headers={"authorization": "Bearer nope"},
-            )
-            assert wrong.status_code == 401
-            ok = http.post(
-                "/v1/templates/guarded/versions",
-                json=payload,
-                headers={"authorization": "Bearer s3cret-token"},
-            )
-            assert ok.status_code == 201
-            assert http.get("/v1/templates/guarded/history").json()[0]["actor"] == "alice"
-    finally:
-        assert gateway.stop() == 0
+    with running(start_gateway(tmp, env)) as gateway, gateway.client() as http:
+        payload = {"body": QA, "metadata": {"variables": ["question"]}}
+        anonymous = http.post("/v1/templates/guarded/versions", json=payload)
+        assert_problem(anonymous, 401, "unauthorized")
+        assert anonymous.headers["www-authenticate"] == "Bearer"
+        wrong = http.post(
+            "/v1/templates/guarded/versions",
+            json=payload,
+            headers={"authorization": "Bearer nope"},
+        )
+        assert wrong.status_code == 401
+        ok = http.post(
+            "/v1/templates/guarded/versions",
+            json=payload,
+            headers={"authorization": "Bearer s3cret-token"},
+        )
+        assert ok.status_code == 201
+        assert http.get("/v1/templates/guarded/history").json()[0]["actor"] == "alice"
 
 
 def test_redis_outage_serves_cached_templates_and_refuses_writes(
@@ -283,9 +279,11 @@ def test_redis_outage_serves_cached_templates_and_refuses_writes(
     port = free_tcp_port()
     redis = RedisServerProcess(tmp / "redis", port=port, persist=False)
     redis.start()
-    gateway = start_gateway(tmp, trivium_env(tmp, redis.url))
     try:
-        with gateway.client() as http:
+        with (
+            running(start_gateway(tmp, trivium_env(tmp, redis.url))) as gateway,
+            gateway.client() as http,
+        ):
             publish(http, "steady")
             http.put("/v1/templates/steady/labels/production", json={"version": 1})
             assert (
@@ -305,7 +303,6 @@ def test_redis_outage_serves_cached_templates_and_refuses_writes(
             assert ready.status_code == 503
             assert ready.headers["retry-after"] == "2"
     finally:
-        assert gateway.stop() == 0
         redis.stop()
 
 

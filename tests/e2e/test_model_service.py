@@ -13,7 +13,7 @@ import openai
 import pytest
 from transformers import AutoTokenizer
 
-from tests.e2e.conftest import ServiceProcess, start_service, trivium_env
+from tests.e2e.conftest import ServiceProcess, running, start_service, trivium_env
 from tests.support.prometheus import sample_value
 from tests.support.tiny_models import build_tiny_adapter, build_tiny_base
 from trivium.common.redis import redis_from_url
@@ -262,8 +262,7 @@ def test_queue_full_is_503_with_retry_after(
         TRIVIUM_MODEL__TRANSFORMERS__MAX_QUEUE="1",
         TRIVIUM_MODEL__TRANSFORMERS__MAX_BATCH_SIZE="1",
     )
-    service = start_service(tmp, ["model", "serve"], "MODEL", env)
-    try:
+    with running(start_service(tmp, ["model", "serve"], "MODEL", env)) as service:
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=service.base_url, timeout=60) as http:
@@ -278,8 +277,6 @@ def test_queue_full_is_503_with_retry_after(
         assert all(r.headers["retry-after"] for r in refused)
         assert refused[0].json()["error"]["code"] == "queue_full"
         assert any(r.status_code == 200 for r in responses)
-    finally:
-        assert service.stop() == 0
 
 
 def test_deadline_exceeded_is_504(
@@ -289,15 +286,12 @@ def test_deadline_exceeded_is_504(
 ) -> None:
     tmp = tmp_path_factory.mktemp("deadline")
     env = model_env(tmp, redis_server, tiny["base"], TRIVIUM_MODEL__REQUEST_TIMEOUT_S="0.05")
-    service = start_service(tmp, ["model", "serve"], "MODEL", env)
-    try:
+    with running(start_service(tmp, ["model", "serve"], "MODEL", env)) as service:
         with service.client() as http:
             body = {"model": "base", "prompt": "x", "max_tokens": 120, "temperature": 0}
             response = http.post("/v1/completions", json=body)
         assert response.status_code == 504
         assert response.json()["error"]["code"] == "deadline_exceeded"
-    finally:
-        assert service.stop() == 0
 
 
 def test_client_disconnect_cancels_the_request(
@@ -362,20 +356,17 @@ def test_admin_tokens_guard_adapter_writes(
 ) -> None:
     tmp = tmp_path_factory.mktemp("auth")
     env = model_env(tmp, redis_server, tiny["base"], TRIVIUM_MODEL__ADMIN_TOKENS='{"ops": "t0ken"}')
-    service = start_service(tmp, ["model", "serve"], "MODEL", env)
-    try:
-        with service.client() as http:
-            body = {"name": "guarded", "path": str(tiny["adapter_a"])}
-            refused = http.post("/v1/adapters", json=body)
-            assert refused.status_code == 401
-            assert refused.json()["error"]["type"] == "authentication_error"
-            assert http.post("/v1/adapters/guarded/load", json={}).status_code == 401
-            accepted = http.post(
-                "/v1/adapters", json=body, headers={"authorization": "Bearer t0ken"}
-            )
-            assert accepted.status_code == 201
-            assert http.get("/v1/adapters/guarded/history").json()[0]["actor"] == "ops"
-            completion = {"model": "base", "prompt": "x", "max_tokens": 2}
-            assert http.post("/v1/completions", json=completion).status_code == 200
-    finally:
-        assert service.stop() == 0
+    with (
+        running(start_service(tmp, ["model", "serve"], "MODEL", env)) as service,
+        service.client() as http,
+    ):
+        body = {"name": "guarded", "path": str(tiny["adapter_a"])}
+        refused = http.post("/v1/adapters", json=body)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["type"] == "authentication_error"
+        assert http.post("/v1/adapters/guarded/load", json={}).status_code == 401
+        accepted = http.post("/v1/adapters", json=body, headers={"authorization": "Bearer t0ken"})
+        assert accepted.status_code == 201
+        assert http.get("/v1/adapters/guarded/history").json()[0]["actor"] == "ops"
+        completion = {"model": "base", "prompt": "x", "max_tokens": 2}
+        assert http.post("/v1/completions", json=completion).status_code == 200
