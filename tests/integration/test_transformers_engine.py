@@ -125,3 +125,29 @@ async def test_missing_model_directory_is_a_clear_start_up_error(tmp_path: Path)
     engine = TransformersEngine(tmp_path / "nothing-here")
     with pytest.raises(EngineNotReadyError, match="trivium model init-demo"):
         await engine.start()
+
+
+async def test_end_of_sequence_stops_unless_ignored(tmp_path: Path) -> None:
+    """Make the token greedy decoding picks first the end-of-sequence token, then generate."""
+    base = build_tiny_base(tmp_path / "base")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model: Any = GPT2LMHeadModel.from_pretrained(base)
+    inputs = tokenizer("x", return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        first = int(model(**inputs).logits[0, -1].argmax())
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(first)
+    tokenizer.save_pretrained(base)
+
+    engine = TransformersEngine(base, threads=1)
+    await engine.start()
+    try:
+        finishes = {}
+        for ignore_eos in (False, True):
+            params = SamplingParams(max_tokens=6, temperature=0, ignore_eos=ignore_eos)
+            request = GenerationRequest("r", engine.encode_prompt("x"), params)
+            steps = [step async for step in engine.generate(request)]
+            finishes[ignore_eos] = (steps[-1].finish_reason, steps[-1].completion_tokens)
+        assert finishes[False] == ("stop", 1)
+        assert finishes[True] == ("length", 6)
+    finally:
+        await engine.close()
