@@ -276,3 +276,17 @@ async def registry_backend(
 async def registry(registry_backend: RegistryBackend) -> Registry:
     """A started, caching template Registry on the backend's main client."""
     return await registry_backend.registry()
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny GPT-2 base and two LoRA adapters with different weights, built once."""
+    from tests.support.tiny_models import build_tiny_adapter, build_tiny_base  # loads torch
+
+    root = tmp_path_factory.mktemp("tiny")
+    base = build_tiny_base(root / "base")
+    return {
+        "base": base,
+        "adapter_a": build_tiny_adapter(base, root / "adapter-a", seed=1),
+        "adapter_b": build_tiny_adapter(base, root / "adapter-b", seed=2),
+    }

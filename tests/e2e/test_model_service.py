@@ -15,23 +15,11 @@ from transformers import AutoTokenizer
 
 from tests.e2e.conftest import ServiceProcess, running, start_service, trivium_env
 from tests.support.prometheus import sample_value
-from tests.support.tiny_models import build_tiny_adapter, build_tiny_base
 from trivium.common.redis import redis_from_url
 from trivium.common.redis_server import RedisServerProcess
 from trivium.common.settings import RedisSettings, RegistrySettings
 from trivium.model.adapters import ADAPTER_KIND
 from trivium.registry import Registry
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    base = build_tiny_base(root / "base")
-    return {
-        "base": base,
-        "adapter_a": build_tiny_adapter(base, root / "adapter-a", seed=1),
-        "adapter_b": build_tiny_adapter(base, root / "adapter-b", seed=2),
-    }
 
 
 def model_env(tmp: Path, redis: RedisServerProcess, base: Path, **extra: str) -> dict[str, str]:

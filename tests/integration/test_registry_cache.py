@@ -68,6 +68,23 @@ async def cached(registry: Registry, ref: str) -> ArtifactVersion:
     return filled
 
 
+async def two_versions_in_production(
+    registry: Registry, writer: Registry | None = None
+) -> tuple[str, list[str | None]]:
+    """Publish v1 and v2 of a new template through `writer` (default: `registry`), point
+    production at v1, and wait until `registry` has heard all three events.
+    Returns the name and the live list of events `registry` receives."""
+    writer = writer or registry
+    events: list[str | None] = []
+    registry.on_change(events.append)
+    name = unique()
+    for i in (1, 2):
+        await writer.publish(name, f"{QA} (v{i})", VARIABLES)
+    await writer.promote(name, "production", 1)
+    await settle(registry, events, name, 3)
+    return name, events
+
+
 async def seen_within(registry: Registry, ref: str, version: int, timeout_s: float) -> float:
     """Poll `ref` until it resolves to `version`; return how long that took."""
     start = time.monotonic()
@@ -143,13 +160,7 @@ async def test_own_writes_are_visible_at_once(registry: Registry) -> None:
 async def test_another_process_moving_a_label_invalidates_within_a_second(
     registry_backend: RegistryBackend, registry: Registry
 ) -> None:
-    events: list[str | None] = []
-    registry.on_change(events.append)
-    name = unique()
-    for i in (1, 2):
-        await registry.publish(name, f"{QA} (v{i})", VARIABLES)
-    await registry.promote(name, "production", 1)
-    await settle(registry, events, name, 3)
+    name, events = await two_versions_in_production(registry)
     assert (await cached(registry, name)).version == 1
 
     promoted = await registry_backend.run_worker(
@@ -202,13 +213,7 @@ async def test_a_lost_subscription_drops_label_entries(
     """Events published while the listener is reconnecting are missed; the resubscription
     must flush cached labels so that the change is still seen within a second."""
     writer = await registry_backend.registry(new_client=True, cache=False)
-    events: list[str | None] = []
-    registry.on_change(events.append)
-    name = unique()
-    for i in (1, 2):
-        await writer.publish(name, f"{QA} (v{i})", VARIABLES)
-    await writer.promote(name, "production", 1)
-    await settle(registry, events, name, 3)
+    name, events = await two_versions_in_production(registry, writer)
     assert (await cached(registry, name)).version == 1
 
     resubscriptions = events.count(None)
@@ -250,13 +255,7 @@ async def test_redis_outage_serves_cached_refs_and_recovers(
 async def _outage_and_recovery(
     registry: Registry, server: RedisServerProcess, settings: RegistrySettings
 ) -> None:
-    events: list[str | None] = []
-    registry.on_change(events.append)
-    name = unique()
-    for i in (1, 2):
-        await registry.publish(name, f"{QA} (v{i})", VARIABLES)
-    await registry.promote(name, "production", 1)
-    await settle(registry, events, name, 3)
+    name, events = await two_versions_in_production(registry)
     production = await cached(registry, name)
     version_2 = await cached(registry, f"{name}@2")
     # Serve a few requests at once, as a gateway does: the pool now holds several connections.

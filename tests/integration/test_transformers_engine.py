@@ -11,7 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
-from tests.support.tiny_models import build_tiny_adapter, build_tiny_base
+from tests.support.tiny_models import build_tiny_base
 from trivium.model.engines.base import GenerationRequest, SamplingParams
 from trivium.model.engines.transformers_engine import TransformersEngine
 from trivium.model.errors import EngineNotReadyError, QueueFullError
@@ -24,23 +24,12 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("engine")
-    base = build_tiny_base(root / "base")
-    return {
-        "base": base,
-        "a": build_tiny_adapter(base, root / "a", seed=1),
-        "b": build_tiny_adapter(base, root / "b", seed=2),
-    }
-
-
 def reference(tiny: dict[str, Path], prompt: str, adapter: str | None, max_tokens: int) -> str:
     """Greedy continuation by transformers' `generate`, one prompt at a time."""
     tokenizer = AutoTokenizer.from_pretrained(tiny["base"])
     model: Any = GPT2LMHeadModel.from_pretrained(tiny["base"])
     if adapter is not None:
-        model = PeftModel.from_pretrained(model, str(tiny[adapter]))
+        model = PeftModel.from_pretrained(model, str(tiny[f"adapter_{adapter}"]))
     model.eval()
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
@@ -73,8 +62,8 @@ async def test_continuous_batching_with_mixed_adapters_matches_generate(
     engine = TransformersEngine(tiny["base"], threads=1, max_batch_size=4, batch_window_ms=2)
     await engine.start()
     try:
-        await engine.load_adapter("a@1", tiny["a"])
-        await engine.load_adapter("b@1", tiny["b"])
+        await engine.load_adapter("a@1", tiny["adapter_a"])
+        await engine.load_adapter("b@1", tiny["adapter_b"])
         jobs = [
             (PROMPTS[0], None, 20, 0.0),
             (PROMPTS[1], "a@1", 12, 0.01),
@@ -97,11 +86,11 @@ async def test_adapters_load_unload_and_unknown(tiny: dict[str, Path]) -> None:
     engine = TransformersEngine(tiny["base"], threads=1, max_loaded_adapters=2)
     await engine.start()
     try:
-        await engine.load_adapter("a@1", tiny["a"])
-        await engine.load_adapter("b@1", tiny["b"])
+        await engine.load_adapter("a@1", tiny["adapter_a"])
+        await engine.load_adapter("b@1", tiny["adapter_b"])
         assert engine.loaded_adapters() == {"a@1", "b@1"}
         with pytest.raises(QueueFullError, match="the limit is 2"):
-            await engine.load_adapter("c@1", tiny["b"])
+            await engine.load_adapter("c@1", tiny["adapter_b"])
         await engine.unload_adapter("a@1")  # the first loaded, PEFT's active adapter
         assert engine.loaded_adapters() == {"b@1"}
         text, _ = await run(engine, "x", "b@1", 3, 0)
@@ -114,7 +103,7 @@ async def test_adapters_load_unload_and_unknown(tiny: dict[str, Path]) -> None:
             await anext(aiter(engine.generate(request)))
         text, _ = await run(engine, "x", None, 3, 0)  # the base still serves
         assert text == reference(tiny, "x", None, 3)
-        await engine.load_adapter("a@1", tiny["a"])  # and adapters load again after that
+        await engine.load_adapter("a@1", tiny["adapter_a"])  # and adapters load again after that
         text, _ = await run(engine, "x", "a@1", 3, 0)
         assert text == reference(tiny, "x", "a", 3)
     finally:
