@@ -290,3 +290,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "adapter_a": build_tiny_adapter(base, root / "adapter-a", seed=1),
         "adapter_b": build_tiny_adapter(base, root / "adapter-b", seed=2),
     }
+
+
+@pytest.fixture(scope="session")
+def dense_embedder() -> Any:
+    """all-MiniLM-L6-v2 from its wheel, loaded once per session (about 6 s)."""
+    from trivium.retriever.config import EmbeddingSection
+    from trivium.retriever.embedding import DenseEmbedder
+
+    return DenseEmbedder(EmbeddingSection())
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_cross_encoder import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("cross-encoder") / "tiny-ce")

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from trivium.cli.context import CliState
-from trivium.cli.services import gateway, model, retriever
+from trivium.cli.retriever import retriever
+from trivium.cli.services import gateway, model
 from trivium.cli.templates import templates
 from trivium.cli.up import up
 

@@ -1,4 +1,4 @@
-"""`trivium gateway|retriever|model ...`: run a service or print its effective settings."""
+"""`trivium gateway|model ...`: run a service or print its effective settings."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from trivium.cli.context import CliState, print_json, run_async
 from trivium.common.settings import TriviumSettings
 from trivium.gateway.config import GatewaySettings
 from trivium.model.config import ModelSettings
-from trivium.retriever.config import RetrieverSettings
 
-__all__ = ("gateway", "model", "retriever")
+__all__ = ("gateway", "model")
 
 pass_state = click.make_pass_decorator(CliState)
 
@@ -40,18 +39,6 @@ def gateway_serve(state: CliState) -> None:
 def gateway_config(state: CliState) -> None:
     """Print the gateway's effective settings (file + environment + defaults)."""
     _print_settings(state.settings(GatewaySettings))
-
-
-@click.group()
-def retriever() -> None:
-    """The retriever: ingest, hybrid search and re-ranking over Qdrant."""
-
-
-@retriever.command("config")
-@pass_state
-def retriever_config(state: CliState) -> None:
-    """Print the retriever's effective settings (file + environment + defaults)."""
-    _print_settings(state.settings(RetrieverSettings))
 
 
 @click.group()

@@ -12,10 +12,10 @@ from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
+from trivium.common.http.problems import EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
 from trivium.gateway.config import GatewaySettings
-from trivium.gateway.errors import EXCEPTION_HANDLERS
 from trivium.gateway.health import readyz
 from trivium.gateway.templates import TemplateController
 from trivium.registry import TEMPLATE_KIND, Registry, TemplateRenderer

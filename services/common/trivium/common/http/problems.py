@@ -1,4 +1,4 @@
-"""One mapping from errors to RFC 9457 problem details, for every gateway route."""
+"""One mapping from errors to RFC 9457 problem details, for the gateway and the retriever."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
         "type": "urn:trivium:error:internal_error",
         "title": "Internal error",
         "status": 500,
-        "detail": "internal error; see the gateway log for this request id",
+        "detail": "internal error; see the service log for this request id",
         "code": "internal_error",
         "instance": request.url.path,
     }

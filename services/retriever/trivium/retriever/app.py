@@ -1,0 +1,86 @@
+"""The retriever application factory: models load here, so a bad model fails start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+
+from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
+from trivium.common.http.problems import EXCEPTION_HANDLERS
+from trivium.common.http.request_id import RequestIdMiddleware
+from trivium.retriever.config import RetrieverSettings
+from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.health import readyz
+from trivium.retriever.rerank import Reranker
+from trivium.retriever.routes import CollectionController
+from trivium.retriever.service import RetrieverService
+from trivium.retriever.store.base import VectorStore
+from trivium.retriever.store.edge import EdgeStore
+from trivium.retriever.store.qdrant import QdrantStore, client_for, is_local
+
+__all__ = ("build_service", "create_app")
+
+log = logging.getLogger(__name__)
+
+
+def build_service(settings: RetrieverSettings) -> RetrieverService:
+    """Load the models and pick the store; raises EmbeddingLoadError / RerankerLoadError."""
+    section = settings.retriever
+    store: VectorStore
+    if section.store.backend == "edge":
+        store = EdgeStore(settings.edge_dir, section.store.optimize_after_s)
+    else:
+        store = QdrantStore(client_for(section.store), local=is_local(section.store))
+    rerank = section.rerank
+    reranker = (
+        Reranker(
+            rerank.model_dir,
+            batch_size=rerank.batch_size,
+            max_length=rerank.max_length,
+            cache_size=rerank.cache_size,
+        )
+        if rerank.model_dir is not None
+        else None
+    )
+    dense = DenseEmbedder(section.embedding)
+    return RetrieverService(section, store, dense, SparseEmbedder(section.bm25), reranker)
+
+
+def create_app(
+    settings: RetrieverSettings | None = None, service: RetrieverService | None = None
+) -> Litestar:
+    settings = settings or RetrieverSettings()
+    retriever = service or build_service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await retriever.store.start()
+        log.info(
+            "retriever ready",
+            extra={"backend": retriever.store.backend, "embedding_model": retriever.dense.name},
+        )
+        try:
+            yield
+        finally:
+            await retriever.store.close()
+
+    def provide_retriever() -> RetrieverService:
+        return retriever
+
+    return Litestar(
+        route_handlers=[CollectionController, PrometheusController, healthz, readyz],
+        dependencies={"retriever": Provide(provide_retriever, sync_to_thread=False)},
+        lifespan=[lifespan],
+        state=State({"settings": settings, "admin_tokens": settings.retriever.admin_tokens}),
+        middleware=[RequestIdMiddleware, http_metrics_middleware("retriever")],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.retriever.max_request_bytes,
+        openapi_config=OpenAPIConfig(title="Trivium retriever", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )

@@ -1,0 +1,125 @@
+"""Wire structs of the retriever API: the shared contract with its callers (gateway, CLI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = (
+    "CollectionCreate",
+    "CollectionStats",
+    "DeleteResult",
+    "DocumentIn",
+    "DocumentPage",
+    "DocumentSummary",
+    "IngestRequest",
+    "IngestResult",
+    "SearchHit",
+    "SearchMode",
+    "SearchRequest",
+    "SearchResponse",
+    "SearchScores",
+)
+
+CollectionName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+DocumentId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+SearchMode = Literal["dense", "sparse", "hybrid"]
+MetadataValue = str | int | float | bool | list[str] | list[int] | None
+
+
+class CollectionCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: CollectionName
+    quantization: Literal["none", "int8"] | None = None
+    """Scalar quantization of the dense vectors; unset: the service's default."""
+
+
+class CollectionStats(msgspec.Struct):
+    name: str
+    backend: str
+    points: int
+    documents: int
+    vector_size: int
+    embedding_model: str
+    indexed_vectors: int | None = None
+
+
+class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
+    id: DocumentId
+    text: str
+    title: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    source: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+    """Where the document came from (a URI or path), returned with every hit."""
+    metadata: dict[
+        Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{1,64}$")], MetadataValue
+    ] = {}
+
+
+class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
+    documents: Annotated[list[DocumentIn], msgspec.Meta(min_length=1)]
+
+
+class IngestResult(msgspec.Struct):
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    chunks_written: int
+    chunks_deleted: int
+
+
+class DocumentSummary(msgspec.Struct):
+    id: str
+    content_hash: str
+    title: str
+    source: str
+    chunks: int
+
+
+class DocumentPage(msgspec.Struct):
+    documents: list[DocumentSummary]
+    next_offset: str | None
+
+
+class DeleteResult(msgspec.Struct):
+    id: str
+    chunks_deleted: int
+
+
+class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    query: str
+    k: int = 10
+    mode: SearchMode = "hybrid"
+    filter: dict[str, Any] | None = None
+    rerank: bool = False
+    rerank_top: int | None = None
+    """How many fused candidates the cross-encoder re-scores; unset: the service's default."""
+
+
+class SearchScores(msgspec.Struct, omit_defaults=True):
+    dense: float | None = None
+    sparse: float | None = None
+    fused: float | None = None
+    rerank: float | None = None
+
+
+class SearchHit(msgspec.Struct):
+    chunk_id: str
+    doc_id: str
+    chunk_index: int
+    start: int
+    end: int
+    text: str
+    title: str
+    source: str
+    metadata: dict[str, Any]
+    scores: SearchScores
+    score: float
+    """The score the hits are ordered by (rerank, else fused, else the single road's)."""
+
+
+class SearchResponse(msgspec.Struct):
+    collection: str
+    mode: SearchMode
+    reranked: bool
+    hits: list[SearchHit]
+    timings_ms: dict[str, float]

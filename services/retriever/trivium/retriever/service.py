@@ -1,0 +1,377 @@
+"""The retriever's use cases: collections, idempotent ingest, delete, and hybrid search."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from trivium.common.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from trivium.retriever.config import RetrieverSection
+from trivium.retriever.documents import (
+    ChunkDraft,
+    IndexRecipe,
+    chunk_document,
+    content_hash,
+    embedding_text,
+)
+from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.filters import Condition, FilterSpec, parse_filter
+from trivium.retriever.fusion import reciprocal_rank_fusion
+from trivium.retriever.metrics import CHUNKS, DOCUMENTS, SEARCHES, STAGE_SECONDS
+from trivium.retriever.rerank import RerankCandidate, Reranker
+from trivium.retriever.schemas import (
+    CollectionCreate,
+    CollectionStats,
+    DeleteResult,
+    DocumentIn,
+    DocumentPage,
+    DocumentSummary,
+    IngestResult,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    SearchScores,
+)
+from trivium.retriever.store.base import (
+    ChunkPoint,
+    CollectionSpec,
+    QueryResult,
+    RoadsQuery,
+    Scored,
+    VectorStore,
+)
+
+__all__ = ("RetrieverService",)
+
+log = logging.getLogger(__name__)
+UPSERT_BATCH = 256
+FIRST_CHUNK = Condition("chunk_index", match=0)
+
+
+class RetrieverService:
+    def __init__(
+        self,
+        section: RetrieverSection,
+        store: VectorStore,
+        dense: DenseEmbedder,
+        sparse: SparseEmbedder,
+        reranker: Reranker | None,
+    ) -> None:
+        self._section = section
+        self.store = store
+        self.dense = dense
+        self.sparse = sparse
+        self.reranker = reranker
+        bm25 = section.bm25
+        self.recipe = IndexRecipe(
+            embedding_model=dense.name,
+            max_chars=section.chunking.max_chars,
+            overlap_chars=section.chunking.overlap_chars,
+            bm25=f"{bm25.k1}:{bm25.b}:{bm25.avg_len}:{bm25.language}",
+        )
+        self._write_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # -- collections ---------------------------------------------------------------------
+
+    async def create_collection(self, request: CollectionCreate) -> CollectionStats:
+        store = self._section.store
+        quantization = request.quantization or store.quantization
+        indexes = dict(CollectionSpec(vector_size=0).payload_indexes)
+        indexes.update(store.filter_fields)
+        spec = CollectionSpec(
+            vector_size=self.dense.dimension,
+            quantization=quantization == "int8",
+            hnsw_m=store.hnsw_m,
+            hnsw_ef_construct=store.hnsw_ef_construct,
+            payload_indexes=indexes,
+        )
+        await self.store.create_collection(request.name, spec)
+        log.info("collection created", extra={"collection": request.name})
+        return await self.stats(request.name)
+
+    async def collections(self) -> list[CollectionStats]:
+        return [await self.stats(name) for name in await self.store.collections()]
+
+    async def stats(self, name: str) -> CollectionStats:
+        info = await self.store.info(name)
+        documents = await self.store.count(name, FilterSpec(must=(FIRST_CHUNK,)))
+        return CollectionStats(
+            name=name,
+            backend=self.store.backend,
+            points=info.points,
+            documents=documents,
+            vector_size=info.vector_size,
+            embedding_model=self.dense.name,
+            indexed_vectors=info.indexed_vectors,
+        )
+
+    async def drop_collection(self, name: str) -> None:
+        async with self._write_locks[name]:
+            await self.store.drop_collection(name)
+        self._write_locks.pop(name, None)
+        log.info("collection dropped", extra={"collection": name})
+
+    # -- documents -----------------------------------------------------------------------
+
+    async def ingest(self, name: str, documents: Sequence[DocumentIn]) -> IngestResult:
+        self._check_documents(documents)
+        await self._require_compatible(name)
+        async with self._write_locks[name]:
+            hashes = {doc.id: content_hash(doc, self.recipe) for doc in documents}
+            existing = await self._existing_hashes(name, list(hashes))
+            changed = [doc for doc in documents if existing.get(doc.id) != hashes[doc.id]]
+            drafts = [
+                draft
+                for doc in changed
+                for draft in chunk_document(doc, hashes[doc.id], self.recipe)
+            ]
+            await self._write(name, drafts)
+            deleted = 0
+            for doc in changed:
+                if doc.id in existing:
+                    deleted += await self._delete_where(
+                        name,
+                        FilterSpec(
+                            must=(Condition("doc_id", match=doc.id),),
+                            must_not=(Condition("doc_hash", match=hashes[doc.id]),),
+                        ),
+                    )
+        result = IngestResult(
+            added=[doc.id for doc in changed if doc.id not in existing],
+            updated=[doc.id for doc in changed if doc.id in existing],
+            unchanged=[doc.id for doc in documents if existing.get(doc.id) == hashes[doc.id]],
+            chunks_written=len(drafts),
+            chunks_deleted=deleted,
+        )
+        for outcome in ("added", "updated", "unchanged"):
+            DOCUMENTS.labels(outcome).inc(len(getattr(result, outcome)))
+        CHUNKS.labels("written").inc(result.chunks_written)
+        CHUNKS.labels("deleted").inc(result.chunks_deleted)
+        log.info(
+            "ingested",
+            extra={
+                "collection": name,
+                "added": len(result.added),
+                "updated": len(result.updated),
+                "unchanged": len(result.unchanged),
+                "chunks_written": result.chunks_written,
+            },
+        )
+        return result
+
+    def _check_documents(self, documents: Sequence[DocumentIn]) -> None:
+        section = self._section
+        if len(documents) > section.max_documents_per_request:
+            raise PayloadTooLargeError(
+                f"at most {section.max_documents_per_request} documents per request",
+                field="documents",
+            )
+        seen: set[str] = set()
+        for i, doc in enumerate(documents):
+            if doc.id in seen:
+                raise InvalidInputError(
+                    f"document id {doc.id!r} appears twice", field=f"documents[{i}].id"
+                )
+            seen.add(doc.id)
+            size = len(doc.text.encode())
+            if size > section.max_document_bytes:
+                raise PayloadTooLargeError(
+                    f"document {doc.id!r} is {size} bytes; the limit is "
+                    f"{section.max_document_bytes}",
+                    field=f"documents[{i}].text",
+                )
+            if not doc.text.strip():
+                raise InvalidInputError("text must not be empty", field=f"documents[{i}].text")
+
+    async def _require_compatible(self, name: str) -> None:
+        info = await self.store.info(name)
+        if info.vector_size != self.dense.dimension:
+            raise ConflictError(
+                f"collection {name!r} holds {info.vector_size}-dimensional vectors; the "
+                f"embedding model {self.dense.name} makes {self.dense.dimension}",
+                field="collection",
+            )
+
+    async def _existing_hashes(self, name: str, doc_ids: list[str]) -> dict[str, str]:
+        where = FilterSpec(must=(FIRST_CHUNK, Condition("doc_id", any=tuple(doc_ids))))
+        records, _ = await self.store.scroll(name, where, limit=len(doc_ids) + 1, offset=None)
+        return {r.payload["doc_id"]: r.payload["doc_hash"] for r in records}
+
+    async def _write(self, name: str, drafts: list[ChunkDraft]) -> None:
+        for start in range(0, len(drafts), UPSERT_BATCH):
+            batch = drafts[start : start + UPSERT_BATCH]
+            texts = [embedding_text(d.payload["title"], d.chunk.text) for d in batch]
+            began = time.perf_counter()
+            dense = await asyncio.to_thread(self.dense.embed, texts)
+            sparse = await asyncio.to_thread(self.sparse.embed_documents, texts)
+            STAGE_SECONDS.labels("ingest_embed").observe(time.perf_counter() - began)
+            points = [
+                ChunkPoint(d.id, vector, sparse_vector, d.payload)
+                for d, vector, sparse_vector in zip(batch, dense, sparse, strict=True)
+            ]
+            began = time.perf_counter()
+            await self.store.upsert(name, points)
+            STAGE_SECONDS.labels("ingest_write").observe(time.perf_counter() - began)
+
+    async def _delete_where(self, name: str, where: FilterSpec) -> int:
+        count = await self.store.count(name, where)
+        if count:
+            await self.store.delete(name, where)
+        return count
+
+    async def list_documents(self, name: str, limit: int, offset: str | None) -> DocumentPage:
+        records, next_offset = await self.store.scroll(
+            name, FilterSpec(must=(FIRST_CHUNK,)), limit=limit, offset=offset
+        )
+        documents = [
+            DocumentSummary(
+                id=r.payload["doc_id"],
+                content_hash=r.payload["doc_hash"],
+                title=r.payload.get("title", ""),
+                source=r.payload.get("source", ""),
+                chunks=r.payload.get("chunk_count", 0),
+            )
+            for r in records
+        ]
+        return DocumentPage(documents, next_offset)
+
+    async def delete_document(self, name: str, doc_id: str) -> DeleteResult:
+        async with self._write_locks[name]:
+            deleted = await self._delete_where(
+                name, FilterSpec(must=(Condition("doc_id", match=doc_id),))
+            )
+        if not deleted:
+            raise NotFoundError(f"no document {doc_id!r} in {name!r}", field="id")
+        DOCUMENTS.labels("deleted").inc()
+        CHUNKS.labels("deleted").inc(deleted)
+        return DeleteResult(doc_id, deleted)
+
+    # -- search --------------------------------------------------------------------------
+
+    async def search(self, name: str, request: SearchRequest) -> SearchResponse:
+        began = time.perf_counter()
+        rerank_top = self._check_search(request)
+        where = parse_filter(request.filter)
+        if not await self.store.exists(name):
+            raise NotFoundError(f"no collection {name!r}", field="collection")
+        timings: dict[str, float] = {}
+
+        stage = time.perf_counter()
+        dense = None
+        if request.mode != "sparse":
+            dense = (await asyncio.to_thread(self.dense.embed, [request.query]))[0]
+        sparse = self.sparse.embed_query(request.query) if request.mode != "dense" else None
+        timings["embed"] = _elapsed_ms(stage, "embed")
+
+        stage = time.perf_counter()
+        candidates = max(request.k, rerank_top) if request.rerank else request.k
+        search = self._section.search
+        fused = request.mode == "hybrid"
+        result = await self.store.query(
+            name,
+            RoadsQuery(
+                limit=max(search.prefetch_limit, candidates) if fused else candidates,
+                dense=dense,
+                sparse=sparse,
+                filter=where,
+            ),
+        )
+        ranked = self._rank(result)[:candidates]
+        timings["search"] = _elapsed_ms(stage, "search")
+        dense_scores = {p.id: p.score for p in result.dense or []}
+        sparse_scores = {p.id: p.score for p in result.sparse or []}
+        hits = [_hit(point, score, dense_scores, sparse_scores, fused) for point, score in ranked]
+        if request.rerank and hits:
+            stage = time.perf_counter()
+            hits = await self._rerank(request.query, hits, [point for point, _ in ranked])
+            timings["rerank"] = _elapsed_ms(stage, "rerank")
+        SEARCHES.labels(request.mode, str(request.rerank).lower()).inc()
+        timings["total"] = (time.perf_counter() - began) * 1000
+        return SearchResponse(name, request.mode, request.rerank, hits[: request.k], timings)
+
+    def _rank(self, result: QueryResult) -> list[tuple[Scored, float]]:
+        """One road: its own order and scores. Both: weighted reciprocal rank fusion."""
+        if result.dense is None or result.sparse is None:
+            single = result.dense if result.dense is not None else result.sparse or []
+            return [(point, point.score) for point in single]
+        points = {p.id: p for p in result.sparse} | {p.id: p for p in result.dense}
+        search = self._section.search
+        fused = reciprocal_rank_fusion(
+            [[p.id for p in result.dense], [p.id for p in result.sparse]],
+            (search.dense_weight, search.sparse_weight),
+            search.rrf_k,
+        )
+        return [(points[point_id], score) for point_id, score in fused]
+
+    def _check_search(self, request: SearchRequest) -> int:
+        search = self._section.search
+        if not request.query.strip():
+            raise InvalidInputError("query must not be empty", field="query")
+        if len(request.query) > search.max_query_chars:
+            raise InvalidInputError(
+                f"query is longer than {search.max_query_chars} characters", field="query"
+            )
+        if not 1 <= request.k <= search.max_k:
+            raise InvalidInputError(f"k must be between 1 and {search.max_k}", field="k")
+        rerank_top = request.rerank_top or self._section.rerank.top_n
+        if request.rerank:
+            if self.reranker is None:
+                raise InvalidInputError(
+                    "this retriever has no re-ranker (set retriever.rerank.model_dir)",
+                    field="rerank",
+                )
+            if not request.k <= rerank_top <= 500:
+                raise InvalidInputError("rerank_top must be between k and 500", field="rerank_top")
+        return rerank_top
+
+    async def _rerank(
+        self, query: str, hits: list[SearchHit], points: list[Scored]
+    ) -> list[SearchHit]:
+        assert self.reranker is not None
+        candidates = [
+            RerankCandidate(embedding_text(hit.title, hit.text), point.payload["chunk_hash"])
+            for hit, point in zip(hits, points, strict=True)
+        ]
+        scores = await asyncio.to_thread(self.reranker.score, query, candidates)
+        for hit, score in zip(hits, scores, strict=True):
+            hit.scores.rerank = score
+            hit.score = score
+        return sorted(hits, key=lambda h: h.score, reverse=True)
+
+
+def _elapsed_ms(since: float, stage: str) -> float:
+    seconds = time.perf_counter() - since
+    STAGE_SECONDS.labels(stage).observe(seconds)
+    return seconds * 1000
+
+
+def _hit(
+    point: Scored, score: float, dense: dict[str, float], sparse: dict[str, float], fused: bool
+) -> SearchHit:
+    payload: dict[str, Any] = point.payload
+    return SearchHit(
+        chunk_id=point.id,
+        doc_id=payload["doc_id"],
+        chunk_index=payload["chunk_index"],
+        start=payload["start"],
+        end=payload["end"],
+        text=payload["text"],
+        title=payload.get("title", ""),
+        source=payload.get("source", ""),
+        metadata=payload.get("metadata", {}),
+        scores=SearchScores(
+            dense=dense.get(point.id),
+            sparse=sparse.get(point.id),
+            fused=score if fused else None,
+        ),
+        score=score,
+    )
