@@ -34,6 +34,12 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 def _append_trimmed(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
     while start < end and text[start].isspace():
         start += 1
+    if text.startswith("#", start):
+        line_end = text.find("\n", start, end)
+        if line_end != -1:  # a heading is a sentence of its own
+            _append_trimmed(text, start, line_end, spans)
+            _append_trimmed(text, line_end, end, spans)
+            return
     while end > start and text[end - 1].isspace():
         end -= 1
     if start < end:

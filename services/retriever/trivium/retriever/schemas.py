@@ -25,7 +25,7 @@ __all__ = (
 CollectionName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 DocumentId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 SearchMode = Literal["dense", "sparse", "hybrid"]
-MetadataValue = str | int | float | bool | list[str] | list[int] | None
+MetadataValue = str | int | float | bool | list[str | int] | None
 
 
 class CollectionCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,0 +1,52 @@
+"""Search filters: valid shapes parse; every malformed one names its field."""
+
+from __future__ import annotations
+
+import pytest
+
+from trivium.common.errors import InvalidInputError
+from trivium.retriever.filters import Condition, FilterSpec, parse_filter
+
+
+def test_valid_filter_parses_into_conditions() -> None:
+    spec = parse_filter(
+        {
+            "must": [{"key": "metadata.lang", "match": "en"}, {"key": "doc_id", "any": ["a", "b"]}],
+            "must_not": [{"key": "metadata.year", "range": {"lt": 2000, "gte": 1990}}],
+        }
+    )
+    assert spec.must == (
+        Condition("metadata.lang", match="en"),
+        Condition("doc_id", any=("a", "b")),
+    )
+    assert spec.must_not == (Condition("metadata.year", range={"lt": 2000.0, "gte": 1990.0}),)
+    assert spec.should == ()
+    assert parse_filter(None) == FilterSpec()
+    assert parse_filter(None).empty
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ([], "filter"),
+        ({"must": "x"}, "filter.must"),
+        ({"any": []}, "filter.any"),
+        ({"must": [3]}, "filter.must[0]"),
+        ({"must": [{"key": "text", "match": "x"}]}, "filter.must[0].key"),
+        ({"must": [{"key": "metadata.a-b", "match": "x"}]}, "filter.must[0].key"),
+        ({"must": [{"key": "doc_id"}]}, "filter.must[0]"),
+        ({"must": [{"key": "doc_id", "match": "a", "any": ["a"]}]}, "filter.must[0]"),
+        ({"must": [{"key": "doc_id", "match": 1.5}]}, "filter.must[0].match"),
+        ({"must": [{"key": "doc_id", "any": []}]}, "filter.must[0].any"),
+        ({"must": [{"key": "doc_id", "any": ["a", 1]}]}, "filter.must[0].any"),
+        ({"must": [{"key": "doc_id", "any": [{"x": 1}]}]}, "filter.must[0].any[0]"),
+        ({"should": [{"key": "doc_id", "range": {"near": 1}}]}, "filter.should[0].range.near"),
+        ({"should": [{"key": "doc_id", "range": {"gt": True}}]}, "filter.should[0].range.gt"),
+        ({"must_not": [{"key": "doc_id", "match": "a", "boost": 2}]}, "filter.must_not[0].boost"),
+        ({"must": [{"key": "doc_id", "match": "a"}] * 65}, "filter"),
+    ],
+)
+def test_malformed_filters_name_the_field(raw: object, field: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_filter(raw)
+    assert caught.value.field == field
