@@ -127,8 +127,11 @@ async def test_hybrid_hits_carry_provenance_and_every_score(kb: RetrieverService
         assert hit.source.startswith("kb/")
         assert hit.title
     top = response.hits[0]
-    assert top.scores.dense is not None and top.scores.sparse is not None
-    assert [h.score for h in response.hits] == sorted((h.score for h in response.hits), reverse=True)
+    assert top.scores.dense is not None
+    assert top.scores.sparse is not None
+    assert [h.score for h in response.hits] == sorted(
+        (h.score for h in response.hits), reverse=True
+    )
     assert set(response.timings_ms) == {"embed", "search", "total"}
 
 
@@ -143,7 +146,9 @@ async def test_single_road_reports_only_its_score(kb: RetrieverService, mode: st
         assert (scores.sparse if mode == "dense" else scores.dense) is None
 
 
-async def test_fusion_weights_reach_the_engine(store: VectorStore, dense_embedder: DenseEmbedder) -> None:
+async def test_fusion_weights_reach_the_engine(
+    store: VectorStore, dense_embedder: DenseEmbedder
+) -> None:
     service = _service(store, dense_embedder)
     await service.create_collection(CollectionCreate("kb"))
     await service.ingest("kb", DOCS)
@@ -164,7 +169,9 @@ async def test_fusion_weights_reach_the_engine(store: VectorStore, dense_embedde
 async def test_filters_on_metadata_and_ids(kb: RetrieverService) -> None:
     german = await kb.search(
         "kb",
-        SearchRequest(query="refund", k=10, filter={"must": [{"key": "metadata.lang", "match": "de"}]}),
+        SearchRequest(
+            query="refund", k=10, filter={"must": [{"key": "metadata.lang", "match": "de"}]}
+        ),
     )
     assert {h.doc_id for h in german.hits} == {"gpu"}
     not_billing = await kb.search(
@@ -182,7 +189,9 @@ async def test_filters_on_metadata_and_ids(kb: RetrieverService) -> None:
     recent = await kb.search(
         "kb",
         SearchRequest(
-            query="refund", k=10, filter={"must": [{"key": "metadata.year", "range": {"gte": 2024}}]}
+            query="refund",
+            k=10,
+            filter={"must": [{"key": "metadata.year", "range": {"gte": 2024}}]},
         ),
     )
     assert {h.doc_id for h in recent.hits} == {"billing", "gpu"}
@@ -200,7 +209,8 @@ async def test_delete_document(kb: RetrieverService) -> None:
 
 async def test_documents_page_through(kb: RetrieverService) -> None:
     first = await kb.list_documents("kb", limit=2, offset=None)
-    assert len(first.documents) == 2 and first.next_offset is not None
+    assert len(first.documents) == 2
+    assert first.next_offset is not None
     second = await kb.list_documents("kb", limit=2, offset=first.next_offset)
     ids = [d.id for d in first.documents + second.documents]
     assert sorted(ids) == ["billing", "gpu", "passwords"]
@@ -215,9 +225,15 @@ async def test_documents_page_through(kb: RetrieverService) -> None:
         ({"query": "refund", "k": 0}, "k"),
         ({"query": "refund", "k": 101}, "k"),
         ({"query": "refund", "filter": {"must": {"key": "doc_id"}}}, "filter.must"),
-        ({"query": "refund", "filter": {"must": [{"key": "secret", "match": 1}]}}, "filter.must[0].key"),
+        (
+            {"query": "refund", "filter": {"must": [{"key": "secret", "match": 1}]}},
+            "filter.must[0].key",
+        ),
         ({"query": "refund", "filter": {"must": [{"key": "doc_id"}]}}, "filter.must[0]"),
-        ({"query": "refund", "filter": {"must": [{"key": "doc_id", "range": {"gte": "a"}}]}}, "filter.must[0].range.gte"),
+        (
+            {"query": "refund", "filter": {"must": [{"key": "doc_id", "range": {"gte": "a"}}]}},
+            "filter.must[0].range.gte",
+        ),
         ({"query": "refund", "filter": {"maybe": []}}, "filter.maybe"),
         ({"query": "refund", "rerank": True}, "rerank"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from trivium.retriever.chunking import chunk_text, sentence_spans
@@ -38,18 +40,16 @@ def test_chunks_respect_size_keep_offsets_and_cover_the_text(max_chars: int, ove
 def test_overlap_repeats_the_tail_of_the_previous_chunk() -> None:
     chunks = chunk_text(TEXT, 60, 30)
     assert len(chunks) > 2
-    for previous, following in zip(chunks, chunks[1:], strict=False):
+    for previous, following in itertools.pairwise(chunks):
         assert previous.start < following.start
         assert following.start >= previous.end - 30
-    overlapping = [
-        (a, b) for a, b in zip(chunks, chunks[1:], strict=False) if b.start < a.end
-    ]
+    overlapping = [(a, b) for a, b in itertools.pairwise(chunks) if b.start < a.end]
     assert overlapping, "no chunk shares a sentence with its predecessor"
 
 
 def test_without_overlap_chunks_do_not_share_text() -> None:
     chunks = chunk_text(TEXT, 60, 0)
-    for previous, following in zip(chunks, chunks[1:], strict=False):
+    for previous, following in itertools.pairwise(chunks):
         assert following.start >= previous.end
 
 

@@ -1,0 +1,239 @@
+"""Retriever benchmark: quality on CISI, ingest throughput, search latency at scale.
+
+    .venv/bin/python load/bench_retriever.py quality [--rerank-model DIR]
+    .venv/bin/python load/bench_retriever.py speed [--sizes 10000,100000] [--rerank-model DIR]
+
+`quality` ingests CISI (1,460 abstracts) through the real service on the embedded engine and
+reports nDCG@10 and Recall@100 (document level: a document counts at its best chunk) for
+BM25, dense, hybrid and hybrid + re-rank. `speed` compares ingest throughput with the bare
+embedding throughput of the same model, then grows the collection to each size with copies
+of the CISI chunks (their vectors jittered, so HNSW sees distinct points) and times searches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from trivium.retriever.config import RetrieverSection
+from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.rerank import Reranker
+from trivium.retriever.schemas import CollectionCreate, DocumentIn, SearchMode, SearchRequest
+from trivium.retriever.service import RetrieverService
+from trivium.retriever.store.base import ChunkPoint
+from trivium.retriever.store.edge import EdgeStore
+
+CISI = Path(__file__).resolve().parents[2] / "shared" / "data" / "cisi" / "beir"
+
+
+def load_cisi(root: Path) -> tuple[list[DocumentIn], dict[str, str], dict[str, set[str]]]:
+    docs = []
+    with (root / "corpus.jsonl").open() as lines:
+        for line in lines:
+            row = json.loads(line)
+            docs.append(DocumentIn(id=row["_id"], text=row["text"], title=row.get("title", "")))
+    with (root / "queries.jsonl").open() as lines:
+        queries = {row["_id"]: row["text"] for row in map(json.loads, lines)}
+    qrels: dict[str, set[str]] = {}
+    with (root / "qrels" / "test.tsv").open() as lines:
+        next(lines)
+        for line in lines:
+            query_id, doc_id, score = line.split("\t")
+            if int(score) > 0:
+                qrels.setdefault(query_id, set()).add(doc_id)
+    return docs, queries, qrels
+
+
+def ndcg_at(ranked: list[str], relevant: set[str], k: int) -> float:
+    dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(ranked[:k]) if d in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+    return dcg / ideal if ideal else 0.0
+
+
+def recall_at(ranked: list[str], relevant: set[str], k: int) -> float:
+    return len(set(ranked[:k]) & relevant) / len(relevant)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def build(store_dir: Path, rerank_model: Path | None) -> RetrieverService:
+    section = RetrieverSection.model_validate(
+        {"search": {"max_k": 400, "prefetch_limit": 400}, "store": {"optimize_after_s": 3600}}
+    )
+    reranker = Reranker(rerank_model) if rerank_model else None
+    return RetrieverService(
+        section,
+        EdgeStore(store_dir, optimize_after_s=3600),
+        DenseEmbedder(section.embedding),
+        SparseEmbedder(section.bm25),
+        reranker,
+    )
+
+
+async def ingest_cisi(service: RetrieverService, docs: list[DocumentIn]) -> tuple[float, int]:
+    await service.store.start()
+    await service.create_collection(CollectionCreate("cisi"))
+    began = time.perf_counter()
+    chunks = 0
+    for start in range(0, len(docs), 256):
+        chunks += (await service.ingest("cisi", docs[start : start + 256])).chunks_written
+    elapsed = time.perf_counter() - began
+    assert isinstance(service.store, EdgeStore)
+    await service.store.optimize_now("cisi")
+    return elapsed, chunks
+
+
+async def quality(args: argparse.Namespace) -> None:
+    docs, queries, qrels = load_cisi(args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        service = build(Path(tmp), args.rerank_model)
+        elapsed, chunks = await ingest_cisi(service, docs)
+        print(f"CISI: {len(docs)} documents, {chunks} chunks, ingest {elapsed:.1f} s")
+        runs: list[tuple[str, SearchMode, bool]] = [
+            ("BM25", "sparse", False),
+            ("dense", "dense", False),
+            ("hybrid", "hybrid", False),
+        ]
+        if service.reranker is not None:
+            runs.append(("hybrid + rerank", "hybrid", True))
+        print(
+            f"{'road':<16} {'nDCG@10':>8} {'R@100':>7} {'p50 ms':>7}"
+            f"   ({len(qrels)} judged queries)"
+        )
+        for label, mode, rerank in runs:
+            ndcgs, recalls, latencies = [], [], []
+            for query_id, relevant in qrels.items():
+                request = SearchRequest(
+                    query=queries[query_id],
+                    k=300,
+                    mode=mode,
+                    rerank=rerank,
+                    rerank_top=300 if rerank else None,
+                )
+                response = await service.search("cisi", request)
+                ranked = list(dict.fromkeys(hit.doc_id for hit in response.hits))
+                ndcgs.append(ndcg_at(ranked, relevant, 10))
+                recalls.append(recall_at(ranked, relevant, 100))
+                latencies.append(response.timings_ms["total"])
+            print(
+                f"{label:<16} {statistics.mean(ndcgs):>8.3f} {statistics.mean(recalls):>7.3f} "
+                f"{statistics.median(latencies):>7.1f}"
+            )
+        await service.store.close()
+
+
+async def speed(args: argparse.Namespace) -> None:
+    docs, queries, _ = load_cisi(args.data)
+    query_texts = list(queries.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        service = build(Path(tmp), args.rerank_model)
+        sentences = [d.text[:300] for d in docs[:512]]
+        service.dense.embed(sentences[:32])
+        began = time.perf_counter()
+        service.dense.embed(sentences)
+        bare = len(sentences) / (time.perf_counter() - began)
+        elapsed, chunks = await ingest_cisi(service, docs)
+        print(f"bare embedding (batch 32, 300-char texts): {bare:,.0f} texts/s")
+        print(
+            f"ingest through the service: {chunks / elapsed:,.0f} chunks/s "
+            f"({chunks} chunks, {elapsed:.1f} s)"
+        )
+
+        seed_points, _ = await service.store.scroll(
+            "cisi", service_filter(), limit=100_000, offset=None
+        )
+        dense_by_id = await vectors_of(service, [p.payload for p in seed_points])
+        total = chunks
+        rng = random.Random(0)
+        for size in args.sizes:
+            while total < size:
+                batch = []
+                for payload, vector in dense_by_id:
+                    if total + len(batch) >= size:
+                        break
+                    jittered = [v + rng.gauss(0, 0.01) for v in vector]
+                    copy = dict(payload, doc_id=f"{payload['doc_id']}~{total + len(batch)}")
+                    text = copy["text"]
+                    sparse = service.sparse.embed_documents([f"{copy['title']}\n{text}"])[0]
+                    batch.append(ChunkPoint(str(uuid.uuid4()), jittered, sparse, copy))
+                await service.store.upsert("cisi", batch)
+                total += len(batch)
+            began = time.perf_counter()
+            assert isinstance(service.store, EdgeStore)
+            await service.store.optimize_now("cisi")
+            print(f"\n{total:,} chunks (optimize {time.perf_counter() - began:.1f} s)")
+            print(f"{'search':<26} {'p50 ms':>8} {'p95 ms':>8} {'search p50':>11}")
+            for label, mode, rerank in (
+                ("hybrid k=10", "hybrid", False),
+                ("dense k=10", "dense", False),
+                ("sparse k=10", "sparse", False),
+                ("hybrid k=10 + rerank 50", "hybrid", True),
+            ):
+                if rerank and service.reranker is None:
+                    continue
+                totals, searches = [], []
+                for text in query_texts[: args.queries]:
+                    request = SearchRequest(
+                        query=text,
+                        k=10,
+                        mode=mode,
+                        rerank=rerank,
+                        rerank_top=50 if rerank else None,
+                    )  # type: ignore[arg-type]
+                    response = await service.search("cisi", request)
+                    totals.append(response.timings_ms["total"])
+                    searches.append(response.timings_ms["search"])
+                print(
+                    f"{label:<26} {statistics.median(totals):>8.1f} "
+                    f"{percentile(totals, 0.95):>8.1f} "
+                    f"{statistics.median(searches):>11.2f}"
+                )
+        await service.store.close()
+
+
+def service_filter() -> Any:
+    from trivium.retriever.filters import FilterSpec
+
+    return FilterSpec()
+
+
+async def vectors_of(
+    service: RetrieverService, payloads: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], list[float]]]:
+    texts = [f"{p['title']}\n{p['text']}" for p in payloads]
+    vectors = await asyncio.to_thread(service.dense.embed, texts)
+    return list(zip(payloads, vectors, strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["quality", "speed"])
+    parser.add_argument("--data", type=Path, default=CISI)
+    parser.add_argument("--rerank-model", type=Path, default=None)
+    parser.add_argument(
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000]
+    )
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    asyncio.run(quality(args) if args.what == "quality" else speed(args))
+
+
+if __name__ == "__main__":
+    main()
