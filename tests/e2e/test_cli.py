@@ -187,13 +187,19 @@ def test_finetune_rejects_a_bad_dataset_naming_the_line(
 
 
 def test_up_runs_the_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_tcp_port()
-    env = trivium_env(tmp_path, None, TRIVIUM_GATEWAY__PORT=str(port))
+    port, retriever_port = free_tcp_port(), free_tcp_port()
+    env = trivium_env(
+        tmp_path,
+        None,
+        TRIVIUM_GATEWAY__PORT=str(port),
+        TRIVIUM_RETRIEVER__PORT=str(retriever_port),
+        TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1",
+    )
     process = subprocess.Popen(
         [*TRIVIUM, "up", "--skip-model"], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         ready = False
         while time.monotonic() < deadline and not ready:
             assert process.poll() is None, process.communicate()[1]
@@ -204,6 +210,12 @@ def test_up_runs_the_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         assert ready
         templates = httpx.get(f"http://127.0.0.1:{port}/v1/templates").json()
         assert {t["name"] for t in templates} >= {"support-answer", "triage", "copy"}
+        retriever = f"http://127.0.0.1:{retriever_port}/v1/collections/docs"
+        assert httpx.get(retriever).json()["documents"] >= 2  # README.md and docs/
+        hits = httpx.post(f"{retriever}/search", json={"query": "run the tests"}, timeout=10)
+        assert hits.json()["hits"][0]["source"] in {"README.md"} | {
+            f"docs/{p.name}" for p in Path("docs").iterdir()
+        }
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)

@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.conftest import ServiceProcess, run_trivium, start_service, trivium_env
 from tests.support.prometheus import sample_value
 
-KB = [
+KB: list[dict[str, Any]] = [
     {
         "id": "refunds",
         "title": "Refunds",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -14,6 +15,7 @@ from trivium.cli.supervisor import Child, Supervisor
 from trivium.common.redis_server import EmbeddedRedis
 from trivium.gateway.config import GatewaySettings
 from trivium.model.config import ModelSettings
+from trivium.retriever.config import RetrieverSettings
 
 __all__ = ("up",)
 
@@ -26,14 +28,35 @@ def _local(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a comparison
 
 
+DEMO_KNOWLEDGE = ("README.md", "docs")
+
+
+def _ingest_demo_knowledge(base_url: str) -> str:
+    """The project's own docs as the demo knowledge base (collection `docs`), idempotently."""
+    from trivium.cli.retriever import ingest_paths
+    from trivium.retriever.client import RetrieverClient
+    from trivium.retriever.sources import expand_paths, read_documents
+
+    paths = [Path(p) for p in DEMO_KNOWLEDGE if Path(p).exists()]
+    if not paths:
+        return "no README.md or docs/ here; the docs collection stays empty"
+    documents = [doc for path, root in expand_paths(paths) for doc in read_documents(path, root)]
+    with RetrieverClient(base_url) as client:
+        summary = ingest_paths(client, "docs", documents, batch_size=64, delete_missing=True)
+    return f"docs: {summary.line()}"
+
+
 @click.command()
-@click.option("--skip-model", is_flag=True, help="Run only the registry and the gateway.")
+@click.option("--skip-model", is_flag=True, help="Run without the model service.")
+@click.option("--skip-retriever", is_flag=True, help="Run without the retriever.")
 @click.pass_obj
-def up(state: CliState, skip_model: bool) -> None:
-    """Run the stack on embedded defaults: Redis, the model service, the gateway.
+def up(state: CliState, skip_model: bool, skip_retriever: bool) -> None:
+    """Run the stack on embedded defaults: Redis, Qdrant's engine, the retriever, the model
+    service and the gateway.
 
     With no Redis URL configured, a real redis-server runs under data_dir. The first run
-    builds the offline demo model and its triage adapter (`trivium model init-demo`).
+    builds the offline demo model and its triage adapter (`trivium model init-demo`); the
+    retriever ingests this project's README.md and docs/ into the collection `docs`.
     Ctrl-C stops everything cleanly.
     """
     # SIGTERM while starting up must still stop what was started: make it an exception.
@@ -60,6 +83,12 @@ def up(state: CliState, skip_model: bool) -> None:
             model_url = f"http://{_local(model.model.host)}:{model.model.port}"
             supervisor.start(Child("model service", ["model", "serve"], f"{model_url}/readyz"))
             click.echo(f"model service: {model_url}/v1 (OpenAI API)", err=True)
+        if not skip_retriever:
+            section = state.settings(RetrieverSettings).retriever
+            retriever_url = f"http://{_local(section.host)}:{section.port}"
+            supervisor.start(Child("retriever", ["retriever", "serve"], f"{retriever_url}/readyz"))
+            click.echo(_ingest_demo_knowledge(retriever_url), err=True)
+            click.echo(f"retriever: {retriever_url}/v1/collections", err=True)
         gateway_url = f"http://{_local(gateway.gateway.host)}:{gateway.gateway.port}"
         supervisor.start(Child("gateway", ["gateway", "serve"], f"{gateway_url}/readyz"))
         click.echo(f"gateway: {gateway_url} (OpenAPI at /schema); Ctrl-C stops", err=True)
