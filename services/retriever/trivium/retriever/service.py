@@ -66,7 +66,7 @@ class RetrieverService:
         sparse: SparseEmbedder,
         reranker: Reranker | None,
     ) -> None:
-        self._section = section
+        self.settings = section
         self.store = store
         self.dense = dense
         self.sparse = sparse
@@ -83,7 +83,7 @@ class RetrieverService:
     # -- collections ---------------------------------------------------------------------
 
     async def create_collection(self, request: CollectionCreate) -> CollectionStats:
-        store = self._section.store
+        store = self.settings.store
         quantization = request.quantization or store.quantization
         indexes = dict(CollectionSpec(vector_size=0).payload_indexes)
         indexes.update(store.filter_fields)
@@ -169,7 +169,7 @@ class RetrieverService:
         return result
 
     def _check_documents(self, documents: Sequence[DocumentIn]) -> None:
-        section = self._section
+        section = self.settings
         if len(documents) > section.max_documents_per_request:
             raise PayloadTooLargeError(
                 f"at most {section.max_documents_per_request} documents per request",
@@ -274,7 +274,7 @@ class RetrieverService:
 
         stage = time.perf_counter()
         candidates = max(request.k, rerank_top) if request.rerank else request.k
-        search = self._section.search
+        search = self.settings.search
         fused = request.mode == "hybrid"
         result = await self.store.query(
             name,
@@ -304,7 +304,7 @@ class RetrieverService:
             single = result.dense if result.dense is not None else result.sparse or []
             return [(point, point.score) for point in single]
         points = {p.id: p for p in result.sparse} | {p.id: p for p in result.dense}
-        search = self._section.search
+        search = self.settings.search
         fused = reciprocal_rank_fusion(
             [[p.id for p in result.dense], [p.id for p in result.sparse]],
             (search.dense_weight, search.sparse_weight),
@@ -313,7 +313,7 @@ class RetrieverService:
         return [(points[point_id], score) for point_id, score in fused]
 
     def _check_search(self, request: SearchRequest) -> int:
-        search = self._section.search
+        search = self.settings.search
         if not request.query.strip():
             raise InvalidInputError("query must not be empty", field="query")
         if len(request.query) > search.max_query_chars:
@@ -322,7 +322,7 @@ class RetrieverService:
             )
         if not 1 <= request.k <= search.max_k:
             raise InvalidInputError(f"k must be between 1 and {search.max_k}", field="k")
-        rerank_top = request.rerank_top or self._section.rerank.top_n
+        rerank_top = request.rerank_top or self.settings.rerank.top_n
         if request.rerank:
             if self.reranker is None:
                 raise InvalidInputError(
