@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import logging
 import threading
 import time
@@ -124,6 +125,7 @@ class TransformersEngine:
             self._tokenizer.pad_token = self._tokenizer.eos_token
         model: Any = AutoModelForCausalLM.from_pretrained(self.model_dir)
         self._model = model.to(self.device).eval()
+        self._cache_kwarg = _cache_kwarg(model)
         log.info(
             "model loaded", extra={"model_dir": str(self.model_dir), "device": str(self.device)}
         )
@@ -318,10 +320,17 @@ class TransformersEngine:
         else:
             future.set_result(None)
 
-    def _forward(self, rows: list[_Row], **inputs: Any) -> Any:
+    def _forward(
+        self, rows: list[_Row], cache: DynamicCache | None = None, **inputs: Any
+    ) -> tuple[torch.Tensor, DynamicCache]:
+        """Logits of the last position and the updated KV cache."""
         if self._adapters:
             inputs["adapter_names"] = [row.adapter_key for row in rows]
-        return self._model(**inputs, use_cache=True)
+        if cache is not None:
+            inputs[self._cache_kwarg] = cache
+        out = self._model(**inputs, use_cache=True)
+        returned = getattr(out, "cache", None)
+        return out.logits[:, -1, :], returned if returned is not None else out.past_key_values
 
     def _prefill(self, rows: list[_Row]) -> tuple[torch.Tensor, DynamicCache, torch.Tensor]:
         width = max(len(row.request.prompt_ids) for row in rows)
@@ -334,13 +343,13 @@ class TransformersEngine:
             mask[index, width - len(prompt) :] = 1
             row.position = len(prompt)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self._forward(
+        logits, cache = self._forward(
             rows,
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
         )
-        return out.logits[:, -1, :], out.past_key_values, mask.to(self.device)
+        return logits, cache, mask.to(self.device)
 
     def _decode(
         self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor
@@ -348,16 +357,16 @@ class TransformersEngine:
         tokens = torch.tensor([[row.next_token] for row in rows], dtype=torch.long)
         positions = torch.tensor([[row.position] for row in rows], dtype=torch.long)
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-        out = self._forward(
+        logits, cache = self._forward(
             rows,
+            cache,
             input_ids=tokens.to(self.device),
             attention_mask=mask,
             position_ids=positions.to(self.device),
-            past_key_values=cache,
         )
         for row in rows:
             row.position += 1
-        return out.logits[:, -1, :], out.past_key_values, mask
+        return logits, cache, mask
 
     def _step(
         self,
@@ -429,3 +438,9 @@ class TransformersEngine:
             return True
         row.emit(GenerationStep(text[row.emitted_chars :], len(row.generated), finish))
         return False
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers 5.24 renamed `past_key_values` to `cache`; speak whichever this one takes."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
