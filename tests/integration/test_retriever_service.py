@@ -3,6 +3,7 @@ qdrant-client's local mode (the client API a Qdrant server speaks)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -319,5 +320,29 @@ async def test_edge_store_survives_a_restart(tmp_path: Path, dense_embedder: Den
         assert len(again.unchanged) == 3
         response = await service.search("kb", SearchRequest(query="refund", k=1))
         assert response.hits[0].doc_id == "billing"
+    finally:
+        await reopened.close()
+
+
+async def test_closing_while_indexes_build_loses_nothing(
+    tmp_path: Path, dense_embedder: DenseEmbedder
+) -> None:
+    store = EdgeStore(tmp_path / "edge", optimize_after_s=0)
+    await store.start()
+    service = _service(store, dense_embedder)
+    await service.create_collection(CollectionCreate("kb"))
+    many = [
+        DocumentIn(id=f"d{i}", text=f"{doc.text} Copy number {i}.", title=doc.title)
+        for i in range(40)
+        for doc in DOCS[i % 3 : i % 3 + 1]
+    ]
+    written = (await service.ingest("kb", many)).chunks_written
+    await asyncio.sleep(0.01)  # the optimize task has started its thread
+    await store.close()
+
+    reopened = EdgeStore(tmp_path / "edge")
+    await reopened.start()
+    try:
+        assert (await reopened.info("kb")).points == written
     finally:
         await reopened.close()

@@ -20,8 +20,12 @@ from trivium.retriever.config import RetrieverSettings
 __all__ = ("up",)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+class _StopRequested(Exception):  # noqa: N818 - a request, not an error
+    """Ctrl-C or SIGTERM arrived while the stack was still starting."""
+
+
+def _stop_requested(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested(signum)
 
 
 def _local(host: str) -> str:
@@ -59,16 +63,17 @@ def up(state: CliState, skip_model: bool, skip_retriever: bool) -> None:
     retriever ingests this project's README.md and docs/ into the collection `docs`.
     Ctrl-C stops everything cleanly.
     """
-    # SIGTERM while starting up must still stop what was started: make it an exception.
-    signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C or SIGTERM while starting up must still stop what was started, cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_requested)
     gateway = state.settings(GatewaySettings)
     model = state.settings(ModelSettings)
     embedded = EmbeddedRedis(gateway.data_dir) if gateway.redis.url is None else None
-    if embedded is not None:
-        embedded.start()
     supervisor = Supervisor(state.config_file)
     status = 1
     try:
+        if embedded is not None:
+            embedded.start()
 
         async def seed() -> list[str]:
             async with open_templates(gateway) as registry:
@@ -93,6 +98,8 @@ def up(state: CliState, skip_model: bool, skip_retriever: bool) -> None:
         supervisor.start(Child("gateway", ["gateway", "serve"], f"{gateway_url}/readyz"))
         click.echo(f"gateway: {gateway_url} (OpenAPI at /schema); Ctrl-C stops", err=True)
         status = supervisor.wait()
+    except _StopRequested:
+        status = 0
     finally:
         supervisor.stop_all()
         if embedded is not None:

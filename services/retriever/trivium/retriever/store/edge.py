@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,6 +51,9 @@ class EdgeStore:
         self._optimize_after_s = optimize_after_s
         self._shards: dict[str, qe.EdgeShard] = {}
         self._optimizers: dict[str, asyncio.Task[None]] = {}
+        # An optimize() runs on in its thread even when its task is cancelled; closing a shard
+        # under it would pull the segments away, so optimize and close take turns.
+        self._maintenance = threading.Lock()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -66,9 +70,10 @@ class EdgeStore:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for shard in self._shards.values():
-            await asyncio.to_thread(_flush_and_close, shard)
-        self._shards.clear()
+        shards = list(self._shards.values())
+        self._shards.clear()  # first, so that a waiting optimize finds nothing to do
+        for shard in shards:
+            await asyncio.to_thread(self._flush_and_close, shard)
 
     async def collections(self) -> list[str]:
         return sorted(self._shards)
@@ -118,7 +123,7 @@ class EdgeStore:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             del self._shards[name]
-            await asyncio.to_thread(shard.close)
+            await asyncio.to_thread(self._flush_and_close, shard)
             await asyncio.to_thread(shutil.rmtree, self._root / name)
 
     async def info(self, name: str) -> CollectionInfo:
@@ -208,7 +213,7 @@ class EdgeStore:
         if shard is None:
             return
         try:
-            optimized = await asyncio.shield(asyncio.to_thread(shard.optimize))
+            optimized = await asyncio.to_thread(self._optimize, name, shard)
         except Exception:
             log.exception("edge optimize failed", extra={"collection": name})
             return
@@ -217,18 +222,24 @@ class EdgeStore:
 
     async def optimize_now(self, name: str) -> None:
         """Build indexes immediately (benchmarks, bulk loads)."""
-        await asyncio.to_thread(self._shard(name).optimize)
+        await asyncio.to_thread(self._optimize, name, self._shard(name))
+
+    def _optimize(self, name: str, shard: qe.EdgeShard) -> bool:
+        with self._maintenance:
+            if self._shards.get(name) is not shard:
+                return False  # dropped or closed while this waited
+            return shard.optimize()
+
+    def _flush_and_close(self, shard: qe.EdgeShard) -> None:
+        with self._maintenance:
+            shard.flush()
+            shard.close()
 
 
 def shard_vector_size(path: Path) -> int:
     """The dense size the engine persisted in the shard's own config file."""
     config = json.loads((path / "edge_config.json").read_text())
     return int(config["vectors"][DENSE]["size"])
-
-
-def _flush_and_close(shard: qe.EdgeShard) -> None:
-    shard.flush()
-    shard.close()
 
 
 def _sparse(vector: SparseVec) -> qe.SparseVector:
