@@ -2,6 +2,7 @@
 
     .venv/bin/python load/bench_retriever.py quality [--rerank-model DIR]
     .venv/bin/python load/bench_retriever.py speed [--sizes 10000,100000] [--rerank-model DIR]
+        [--backend edge|qdrant-local]
 
 `quality` ingests CISI (1,460 abstracts) through the real service on the embedded engine and
 reports nDCG@10 and Recall@100 (document level: a document counts at its best chunk) for
@@ -25,8 +26,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from qdrant_client import AsyncQdrantClient
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from trivium.retriever.chunking import sentence_spans
 from trivium.retriever.config import RetrieverSection
 from trivium.retriever.documents import chunk_document, embedding_text
 from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
@@ -35,6 +39,7 @@ from trivium.retriever.schemas import CollectionCreate, DocumentIn, SearchMode, 
 from trivium.retriever.service import RetrieverService
 from trivium.retriever.store.base import ChunkPoint
 from trivium.retriever.store.edge import EdgeStore
+from trivium.retriever.store.qdrant import QdrantStore
 
 CISI = Path(__file__).resolve().parents[2] / "shared" / "data" / "cisi" / "beir"
 
@@ -72,7 +77,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def build(store_dir: Path, rerank_model: Path | None) -> RetrieverService:
+def build(store_dir: Path, rerank_model: Path | None, backend: str = "edge") -> RetrieverService:
     section = RetrieverSection.model_validate(
         {
             "search": {"max_k": 400, "prefetch_limit": 400, "max_query_chars": 20_000},
@@ -82,7 +87,9 @@ def build(store_dir: Path, rerank_model: Path | None) -> RetrieverService:
     reranker = Reranker(rerank_model) if rerank_model else None
     return RetrieverService(
         section,
-        EdgeStore(store_dir, optimize_after_s=3600),
+        EdgeStore(store_dir, optimize_after_s=3600)
+        if backend == "edge"
+        else QdrantStore(AsyncQdrantClient(location=":memory:"), local=True),
         DenseEmbedder(section.embedding),
         SparseEmbedder(section.bm25),
         reranker,
@@ -97,15 +104,20 @@ async def ingest_cisi(service: RetrieverService, docs: list[DocumentIn]) -> tupl
     for start in range(0, len(docs), 256):
         chunks += (await service.ingest("cisi", docs[start : start + 256])).chunks_written
     elapsed = time.perf_counter() - began
-    assert isinstance(service.store, EdgeStore)
-    await service.store.optimize_now("cisi")
+    await optimize(service)
     return elapsed, chunks
+
+
+async def optimize(service: RetrieverService) -> None:
+    """Edge: build the HNSW and payload indexes now (the service would, once writes settle)."""
+    if isinstance(service.store, EdgeStore):
+        await service.store.optimize_now("cisi")
 
 
 async def quality(args: argparse.Namespace) -> None:
     docs, queries, qrels = load_cisi(args.data)
     with tempfile.TemporaryDirectory() as tmp:
-        service = build(Path(tmp), args.rerank_model)
+        service = build(Path(tmp), args.rerank_model, deep=True)
         elapsed, chunks = await ingest_cisi(service, docs)
         print(f"CISI: {len(docs)} documents, {chunks} chunks, ingest {elapsed:.1f} s")
         print(
@@ -171,7 +183,7 @@ async def speed(args: argparse.Namespace) -> None:
     docs, queries, _ = load_cisi(args.data)
     query_texts = list(queries.values())
     with tempfile.TemporaryDirectory() as tmp:
-        service = build(Path(tmp), args.rerank_model)
+        service = build(Path(tmp), args.rerank_model, args.backend)
         sample = docs[: args.sample_docs]
         texts = [
             embedding_text(d.title, draft.chunk.text)
@@ -187,6 +199,11 @@ async def speed(args: argparse.Namespace) -> None:
         began = time.perf_counter()
         written = (await service.ingest("cisi", sample)).chunks_written
         through = written / (time.perf_counter() - began)
+        sentences = [d.text[a:b] for d in sample for a, b in sentence_spans(d.text)][:512]
+        began = time.perf_counter()
+        service.dense.embed(sentences)
+        per_sentence = len(sentences) / (time.perf_counter() - began)
+        print(f"bare embedding of single sentences, batch 32: {per_sentence:7.1f} sentences/s")
         print(f"{len(sample)} CISI documents, {written} chunks (the same texts both ways)")
         print(f"bare embedding, batch 32:   {bare:7.1f} chunks/s")
         print(f"ingest through the service: {through:7.1f} chunks/s ({through / bare:.0%})")
@@ -213,8 +230,7 @@ async def speed(args: argparse.Namespace) -> None:
                 await service.store.upsert("cisi", batch)
                 total += len(batch)
             began = time.perf_counter()
-            assert isinstance(service.store, EdgeStore)
-            await service.store.optimize_now("cisi")
+            await optimize(service)
             print(f"\n{total:,} chunks (optimize {time.perf_counter() - began:.1f} s)")
             print(f"{'search':<26} {'p50 ms':>8} {'p95 ms':>8} {'search p50':>11}")
             roads: list[tuple[str, SearchMode, bool]] = [
@@ -277,6 +293,12 @@ def main() -> None:
         help="quality: hybrid dense:sparse weights to try, e.g. 1:1,1:0.5",
     )
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument(
+        "--backend",
+        choices=["edge", "qdrant-local"],
+        default="edge",
+        help="speed: Qdrant's engine in process, or qdrant-client's local mode",
+    )
     parser.add_argument("--sample-docs", type=int, default=300, help="speed: ingest sample")
     args = parser.parse_args()
     asyncio.run(quality(args) if args.what == "quality" else speed(args))

@@ -123,6 +123,7 @@ def test_collections_ingest_search_delete(http: httpx.Client) -> None:
             "filter.must[0]",
         ),
         ("/v1/collections/errs/search", {}, 400, "query"),
+        ("/v1/collections/errs/search", {"query": "x", "weights": {"dense": 0}}, 400, "dense"),
         ("/v1/collections", {"name": "Bad Name!"}, 400, "name"),
         ("/v1/collections/errs/documents", {"documents": []}, 400, "documents"),
         ("/v1/collections/errs/documents", {"documents": [{"id": "a"}]}, 400, "text"),

@@ -19,7 +19,7 @@ from trivium.common.errors import (
 from trivium.retriever.config import RetrieverSection
 from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
 from trivium.retriever.rerank import Reranker
-from trivium.retriever.schemas import CollectionCreate, DocumentIn, SearchRequest
+from trivium.retriever.schemas import CollectionCreate, DocumentIn, FusionWeights, SearchRequest
 from trivium.retriever.service import RetrieverService
 from trivium.retriever.store.base import CollectionSpec, VectorStore
 from trivium.retriever.store.edge import EdgeStore
@@ -165,6 +165,9 @@ async def test_fusion_weights_reach_the_engine(
         )
         fused = await weighted.search("kb", SearchRequest(query=query, k=5))
         assert fused.hits[0].chunk_id == expected.hits[0].chunk_id
+        weights = FusionWeights(dense=dense_weight, sparse=sparse_weight)
+        per_request = await service.search("kb", SearchRequest(query=query, k=5, weights=weights))
+        assert per_request.hits[0].chunk_id == expected.hits[0].chunk_id
 
 
 async def test_filters_on_metadata_and_ids(kb: RetrieverService) -> None:

@@ -13,6 +13,7 @@ __all__ = (
     "DocumentIn",
     "DocumentPage",
     "DocumentSummary",
+    "FusionWeights",
     "IngestRequest",
     "IngestResult",
     "SearchHit",
@@ -85,6 +86,14 @@ class DeleteResult(msgspec.Struct):
     chunks_deleted: int
 
 
+Weight = Annotated[float, msgspec.Meta(gt=0, le=100)]
+
+
+class FusionWeights(msgspec.Struct, forbid_unknown_fields=True):
+    dense: Weight = 1.0
+    sparse: Weight = 1.0
+
+
 class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
     query: str
     k: int = 10
@@ -93,6 +102,8 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
     rerank: bool = False
     rerank_top: int | None = None
     """How many fused candidates the cross-encoder re-scores; unset: the service's default."""
+    weights: FusionWeights | None = None
+    """Hybrid fusion weights for this search; unset: the service's defaults."""
 
 
 class SearchScores(msgspec.Struct, omit_defaults=True):

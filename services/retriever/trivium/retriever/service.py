@@ -35,6 +35,7 @@ from trivium.retriever.schemas import (
     DocumentIn,
     DocumentPage,
     DocumentSummary,
+    FusionWeights,
     IngestResult,
     SearchHit,
     SearchRequest,
@@ -285,7 +286,13 @@ class RetrieverService:
                 filter=where,
             ),
         )
-        ranked = self._rank(result)[:candidates]
+        ranked = self._rank(result, request.weights)[:candidates]
+        payloads = await self.store.payloads(name, [point.id for point, _ in ranked])
+        ranked = [
+            (Scored(point.id, point.score, payloads[point.id]), score)
+            for point, score in ranked
+            if point.id in payloads  # deleted between the two calls
+        ]
         timings["search"] = _elapsed_ms(stage, "search")
         dense_scores = {p.id: p.score for p in result.dense or []}
         sparse_scores = {p.id: p.score for p in result.sparse or []}
@@ -298,16 +305,23 @@ class RetrieverService:
         timings["total"] = (time.perf_counter() - began) * 1000
         return SearchResponse(name, request.mode, request.rerank, hits[: request.k], timings)
 
-    def _rank(self, result: QueryResult) -> list[tuple[Scored, float]]:
+    def _rank(
+        self, result: QueryResult, weights: FusionWeights | None
+    ) -> list[tuple[Scored, float]]:
         """One road: its own order and scores. Both: weighted reciprocal rank fusion."""
         if result.dense is None or result.sparse is None:
             single = result.dense if result.dense is not None else result.sparse or []
             return [(point, point.score) for point in single]
         points = {p.id: p for p in result.sparse} | {p.id: p for p in result.dense}
         search = self.settings.search
+        dense_weight, sparse_weight = (
+            (weights.dense, weights.sparse)
+            if weights is not None
+            else (search.dense_weight, search.sparse_weight)
+        )
         fused = reciprocal_rank_fusion(
             [[p.id for p in result.dense], [p.id for p in result.sparse]],
-            (search.dense_weight, search.sparse_weight),
+            (dense_weight, sparse_weight),
             search.rrf_k,
         )
         return [(points[point_id], score) for point_id, score in fused]

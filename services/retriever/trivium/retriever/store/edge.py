@@ -15,6 +15,7 @@ import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import qdrant_edge as qe
 
@@ -180,7 +181,7 @@ class EdgeStore:
                 limit=query.limit,
                 query=qe.Query.Nearest(vector, using=using),
                 filter=where,
-                with_payload=True,
+                with_payload=False,
             )
             for using, vector in roads
         ]
@@ -190,10 +191,15 @@ class EdgeStore:
             else []
         )
         found = {
-            using: [Scored(str(p.id), p.score, dict(p.payload or {})) for p in points]
+            using: [Scored(str(p.id), p.score, {}) for p in points]
             for (using, _), points in zip(roads, batch, strict=True)
         }
         return QueryResult.of(query, found)
+
+    async def payloads(self, name: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        shard = self._shard(name)
+        records = await asyncio.to_thread(shard.retrieve, list(ids), True, False)
+        return {str(r.id): dict(r.payload or {}) for r in records}
 
     def _shard(self, name: str) -> qe.EdgeShard:
         try:

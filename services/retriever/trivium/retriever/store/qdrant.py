@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
@@ -159,16 +160,21 @@ class QdrantStore:
             roads.append((SPARSE, _sparse(query.sparse)))
         requests = [
             models.QueryRequest(
-                query=vector, using=using, limit=query.limit, filter=where, with_payload=True
+                query=vector, using=using, limit=query.limit, filter=where, with_payload=False
             )
             for using, vector in roads
         ]
         responses = await self._client.query_batch_points(name, requests) if requests else []
         found = {
-            using: [Scored(str(p.id), p.score, dict(p.payload or {})) for p in response.points]
+            using: [Scored(str(p.id), p.score, {}) for p in response.points]
             for (using, _), response in zip(roads, responses, strict=True)
         }
         return QueryResult.of(query, found)
+
+    async def payloads(self, name: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        await self._require(name)
+        records = await self._client.retrieve(name, list(ids), with_payload=True)
+        return {str(r.id): dict(r.payload or {}) for r in records}
 
     async def _require(self, name: str) -> None:
         """Saves a round trip per call once a collection has been seen."""
