@@ -77,13 +77,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def build(store_dir: Path, rerank_model: Path | None, backend: str = "edge") -> RetrieverService:
-    section = RetrieverSection.model_validate(
-        {
-            "search": {"max_k": 400, "prefetch_limit": 400, "max_query_chars": 20_000},
-            "store": {"optimize_after_s": 3600},
-        }
-    )
+def build(
+    store_dir: Path, rerank_model: Path | None, backend: str = "edge", deep: bool = False
+) -> RetrieverService:
+    """`deep`: 300 hits per query for Recall@100 at document level; else the defaults."""
+    search: dict[str, Any] = {"max_query_chars": 20_000}
+    if deep:
+        search.update(max_k=400, prefetch_limit=400)
+    section = RetrieverSection.model_validate({"search": search})
     reranker = Reranker(rerank_model) if rerank_model else None
     return RetrieverService(
         section,
