@@ -191,23 +191,30 @@ async def speed(args: argparse.Namespace) -> None:
             for d in sample
             for draft in chunk_document(d, "h", service.recipe)
         ]
-        service.dense.embed(texts[:32])
-        began = time.perf_counter()
-        service.dense.embed(texts)
-        bare = len(texts) / (time.perf_counter() - began)
-        await service.store.start()
-        await service.create_collection(CollectionCreate("cisi"))
-        began = time.perf_counter()
-        written = (await service.ingest("cisi", sample)).chunks_written
-        through = written / (time.perf_counter() - began)
         sentences = [d.text[a:b] for d in sample for a, b in sentence_spans(d.text)][:512]
-        began = time.perf_counter()
-        service.dense.embed(sentences)
-        per_sentence = len(sentences) / (time.perf_counter() - began)
-        print(f"bare embedding of single sentences, batch 32: {per_sentence:7.1f} sentences/s")
-        print(f"{len(sample)} CISI documents, {written} chunks (the same texts both ways)")
-        print(f"bare embedding, batch 32:   {bare:7.1f} chunks/s")
-        print(f"ingest through the service: {through:7.1f} chunks/s ({through / bare:.0%})")
+        service.dense.embed(texts[:32])
+        await service.store.start()
+        bare, through, per_sentence = [], [], []
+        for attempt in range(args.repeat):  # interleaved, so drift hits both alike
+            began = time.perf_counter()
+            service.dense.embed(texts)
+            bare.append(len(texts) / (time.perf_counter() - began))
+            name = "cisi" if attempt == 0 else f"rate{attempt}"
+            await service.create_collection(CollectionCreate(name))
+            began = time.perf_counter()
+            written = (await service.ingest(name, sample)).chunks_written
+            through.append(written / (time.perf_counter() - began))
+            began = time.perf_counter()
+            service.dense.embed(sentences)
+            per_sentence.append(len(sentences) / (time.perf_counter() - began))
+        print(f"median of {args.repeat} runs, {len(sample)} CISI documents = {written} chunks")
+        print(f"bare embedding, single sentences:   {statistics.median(per_sentence):7.1f} /s")
+        print(f"bare embedding, the chunk texts:    {statistics.median(bare):7.1f} chunks/s")
+        ratio = statistics.median(through) / statistics.median(bare)
+        print(
+            f"ingest through the service:         {statistics.median(through):7.1f} chunks/s "
+            f"({ratio:.0%} of bare; runs {', '.join(f'{t:.1f}' for t in through)})"
+        )
         for start in range(len(sample), len(docs), 256):
             await service.ingest("cisi", docs[start : start + 256])
         chunks = (await service.stats("cisi")).points
@@ -241,8 +248,11 @@ async def speed(args: argparse.Namespace) -> None:
                 ("hybrid k=10 + rerank 50", "hybrid", True),
             ]
             for label, mode, rerank in roads:
-                if rerank and service.reranker is None:
-                    continue
+                if rerank:
+                    if service.reranker is None:
+                        continue
+                    # copies share chunk hashes: start cold, as a new collection would
+                    service.reranker.clear_cache()
                 totals, searches = [], []
                 for text in query_texts[: args.queries]:
                     request = SearchRequest(
@@ -294,6 +304,7 @@ def main() -> None:
         help="quality: hybrid dense:sparse weights to try, e.g. 1:1,1:0.5",
     )
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3, help="speed: ingest-rate runs")
     parser.add_argument(
         "--backend",
         choices=["edge", "qdrant-local"],

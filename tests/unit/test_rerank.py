@@ -101,6 +101,9 @@ def test_a_repeated_query_is_answered_from_the_cache(model_dir: Path) -> None:
     assert reranker.cache_info() == (len(PASSAGES), len(PASSAGES), len(PASSAGES))
     reranker.score("another query", _candidates()[:2])
     assert reranker.cache_info() == (len(PASSAGES), len(PASSAGES) + 2, len(PASSAGES) + 2)
+    reranker.clear_cache()
+    assert reranker.score("refund", _candidates()) == first
+    assert reranker.cache_info() == (len(PASSAGES), 2 * len(PASSAGES) + 2, len(PASSAGES))
 
 
 def test_the_cache_keys_on_the_query_and_the_passage_key(model_dir: Path) -> None:

@@ -116,6 +116,10 @@ class Reranker:
                     self._remember((query_key, key), value)
         return [scores[c.key] for c in candidates]
 
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
     def cache_info(self) -> tuple[int, int, int]:
         """(hits, misses, entries), counted in (query, passage) pairs."""
         with self._cache_lock:
