@@ -57,8 +57,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--negatives", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=192)
-    parser.add_argument("--lr", type=float, default=4e-5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--head-lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -72,7 +73,15 @@ def main() -> None:
         model = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
     pairs = training_pairs(args.data / "corpus.jsonl", args.negatives, args.seed)
     steps = args.epochs * (len(pairs) + args.batch_size - 1) // args.batch_size
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    # The pooler and classifier start from scratch: they learn faster than the encoder may move.
+    head = [p for n, p in model.named_parameters() if n.startswith(("bert.pooler", "classifier"))]
+    encoder = [
+        p for n, p in model.named_parameters() if not n.startswith(("bert.pooler", "classifier"))
+    ]
+    optimizer = torch.optim.AdamW(
+        [{"params": encoder, "lr": args.lr}, {"params": head, "lr": args.head_lr}],
+        weight_decay=0.01,
+    )
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, 1 - step / steps)

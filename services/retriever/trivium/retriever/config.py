@@ -94,7 +94,9 @@ class SearchSection(Section):
     prefetch_limit: int = Field(default=100, ge=1, le=2000, description="per road, for fusion")
     rrf_k: int = Field(default=60, ge=1)
     dense_weight: float = Field(default=1.0, gt=0)
-    sparse_weight: float = Field(default=1.0, gt=0)
+    sparse_weight: float = Field(
+        default=0.5, gt=0, description="BM25 is the weaker road with MiniLM; see the benchmark"
+    )
     max_query_chars: int = Field(default=2000, ge=1)
 
 
