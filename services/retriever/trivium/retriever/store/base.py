@@ -78,6 +78,16 @@ class RoadsQuery:
     sparse: SparseVec | None = None
     filter: FilterSpec = field(default_factory=FilterSpec)
 
+    def roads(self) -> list[tuple[str, list[float] | SparseVec]]:
+        """(vector name, query vector) per road to run; a BM25 query of only unknown or stop
+        words has nothing to look for."""
+        roads: list[tuple[str, list[float] | SparseVec]] = []
+        if self.dense is not None:
+            roads.append((DENSE, self.dense))
+        if self.sparse is not None and self.sparse.indices:
+            roads.append((SPARSE, self.sparse))
+        return roads
+
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:

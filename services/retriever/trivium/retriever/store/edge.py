@@ -171,11 +171,7 @@ class EdgeStore:
     async def query(self, name: str, query: RoadsQuery) -> QueryResult:
         shard = self._shard(name)
         where = _filter(query.filter)
-        roads: list[tuple[str, list[float] | qe.SparseVector]] = []
-        if query.dense is not None:
-            roads.append((DENSE, query.dense))
-        if query.sparse is not None and query.sparse.indices:
-            roads.append((SPARSE, _sparse(query.sparse)))
+        roads = [(using, _vector(vector)) for using, vector in query.roads()]
         requests = [
             qe.QueryRequest(
                 limit=query.limit,
@@ -250,6 +246,10 @@ def shard_vector_size(path: Path) -> int:
 
 def _sparse(vector: SparseVec) -> qe.SparseVector:
     return qe.SparseVector(vector.indices, vector.values)
+
+
+def _vector(vector: list[float] | SparseVec) -> list[float] | qe.SparseVector:
+    return _sparse(vector) if isinstance(vector, SparseVec) else vector
 
 
 def _filter(spec: FilterSpec) -> qe.Filter | None:

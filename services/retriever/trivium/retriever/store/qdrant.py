@@ -153,11 +153,10 @@ class QdrantStore:
     async def query(self, name: str, query: RoadsQuery) -> QueryResult:
         await self._require(name)
         where = _filter(query.filter)
-        roads: list[tuple[str, list[float] | models.SparseVector]] = []
-        if query.dense is not None:
-            roads.append((DENSE, query.dense))
-        if query.sparse is not None and query.sparse.indices:
-            roads.append((SPARSE, _sparse(query.sparse)))
+        roads = [
+            (using, _sparse(vector) if isinstance(vector, SparseVec) else vector)
+            for using, vector in query.roads()
+        ]
         requests = [
             models.QueryRequest(
                 query=vector, using=using, limit=query.limit, filter=where, with_payload=False
