@@ -29,9 +29,13 @@ def gateway() -> None:
 @pass_state
 def gateway_serve(state: CliState) -> None:
     """Serve the gateway (embedded Redis unless redis.url is set)."""
+    from trivium.gateway.policy.loader import InvalidPolicyError
     from trivium.gateway.server import serve
 
-    serve(state.settings(GatewaySettings))
+    try:
+        serve(state.settings(GatewaySettings))
+    except InvalidPolicyError as exc:
+        raise click.ClickException(f"gateway cannot start: {exc.message}") from exc
 
 
 @gateway.command("config")

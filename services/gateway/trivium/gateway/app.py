@@ -17,6 +17,7 @@ from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.health import readyz
+from trivium.gateway.policy import LoadedPolicy, PolicyController, PolicyHolder
 from trivium.gateway.templates import TemplateController
 from trivium.registry import TEMPLATE_KIND, Registry, TemplateRenderer
 
@@ -35,8 +36,20 @@ def provide_renderer(state: State) -> TemplateRenderer:
     return renderer
 
 
+def provide_policy_holder(state: State) -> PolicyHolder:
+    holder: PolicyHolder = state.policy_holder
+    return holder
+
+
+def provide_policy(state: State) -> LoadedPolicy:
+    """The policy active when the request starts; a reload during the request does not change it."""
+    holder: PolicyHolder = state.policy_holder
+    return holder.current
+
+
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or GatewaySettings()
+    policy_holder = PolicyHolder(settings.gateway.policy_file, settings.gateway.policy_poll_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -46,23 +59,40 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             app.state.templates = templates
             if not settings.gateway.admin_tokens:
                 log.warning("no admin tokens configured: registry writes are open")
-            log.info("gateway ready", extra={"redis": settings.redis.url or "embedded"})
+            log.info(
+                "gateway ready",
+                extra={
+                    "redis": settings.redis.url or "embedded",
+                    "policy_hash": policy_holder.current.hash,
+                },
+            )
+            policy_holder.start()
             try:
                 yield
             finally:
+                await policy_holder.stop()
                 await templates.close()
 
     return Litestar(
-        route_handlers=[TemplateController, PrometheusController, healthz, readyz],
+        route_handlers=[
+            TemplateController,
+            PolicyController,
+            PrometheusController,
+            healthz,
+            readyz,
+        ],
         dependencies={
             "templates": Provide(provide_templates, sync_to_thread=False),
             "renderer": Provide(provide_renderer, sync_to_thread=False),
+            "policy": Provide(provide_policy, sync_to_thread=False),
+            "policy_holder": Provide(provide_policy_holder, sync_to_thread=False),
         },
         lifespan=[lifespan],
         state=State(
             {
                 "settings": settings,
                 "renderer": TemplateRenderer(),
+                "policy_holder": policy_holder,
                 "admin_tokens": settings.gateway.admin_tokens,
             }
         ),

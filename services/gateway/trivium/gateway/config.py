@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from trivium.common.settings import Section, TriviumSettings
@@ -18,6 +20,11 @@ class GatewaySection(Section):
         default_factory=dict,
         description="actor name -> bearer token for registry writes; empty leaves them open",
     )
+    policy_file: Path | None = Field(
+        default=None,
+        description="the routing policy YAML (hot-reloaded); unset or missing: no features",
+    )
+    policy_poll_s: float = Field(default=1.0, gt=0, description="how often to check the file")
 
 
 class GatewaySettings(TriviumSettings):
