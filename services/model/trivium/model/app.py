@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +13,7 @@ from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from prometheus_client import Gauge
 
+from trivium.common.aio import cancel_and_wait
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
@@ -79,9 +79,7 @@ def create_app(settings: ModelSettings | None = None) -> Litestar:
                 try:
                     yield
                 finally:
-                    reconciler.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await reconciler
+                    await cancel_and_wait(reconciler)
                     await registry.close()
         finally:
             await engine.close()

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from trivium.common.aio import cancel_and_wait
 from trivium.registry.models import ArtifactVersion
 
 __all__ = ("InvalidationListener", "ResolveCache")
@@ -102,11 +103,8 @@ class InvalidationListener:
             await asyncio.wait_for(self._first_subscribe.wait(), wait_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

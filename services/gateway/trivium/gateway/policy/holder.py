@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 from prometheus_client import Counter, Gauge
 
+from trivium.common.aio import cancel_and_wait
 from trivium.common.errors import ConflictError
 from trivium.gateway.policy.loader import ROOT, InvalidPolicyError, PolicyIssue, parse_policy
 from trivium.gateway.policy.model import Policy, policy_hash
@@ -119,11 +120,8 @@ class PolicyHolder:
             self._task = asyncio.create_task(self._watch(), name="policy-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _watch(self) -> None:
         while True:

@@ -8,7 +8,6 @@ worker threads. Writes leave new points in appendable segments; a debounced back
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
@@ -19,6 +18,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from trivium.common.aio import cancel_and_wait
 from trivium.common.errors import ConflictError, NotFoundError
 from trivium.retriever.filters import Condition, FilterSpec
 from trivium.retriever.store.base import (
@@ -68,9 +68,7 @@ class EdgeStore:
 
     async def close(self) -> None:
         for task in self._optimizers.values():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         shards = list(self._shards.values())
         self._shards.clear()  # first, so that a waiting optimize finds nothing to do
         for shard in shards:
@@ -118,11 +116,7 @@ class EdgeStore:
     async def drop_collection(self, name: str) -> None:
         async with self._lock:
             shard = self._shard(name)
-            task = self._optimizers.pop(name, None)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(self._optimizers.pop(name, None))
             del self._shards[name]
             await asyncio.to_thread(self._flush_and_close, shard)
             await asyncio.to_thread(shutil.rmtree, self._root / name)
