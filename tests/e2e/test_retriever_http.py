@@ -214,3 +214,27 @@ def test_a_model_that_cannot_load_stops_start_up(tmp_path: Path, section: str) -
     assert result.returncode != 0
     assert "retriever cannot start" in result.stderr
     assert str(missing) in result.stderr
+
+
+def test_bad_reads_and_deletes_are_refused(http: httpx.Client) -> None:
+    if http.get("/v1/collections/errs").status_code == 404:
+        _collection(http, "errs")
+    for limit in ("0", "1001", "many"):
+        response = http.get("/v1/collections/errs/documents", params={"limit": limit})
+        assert response.status_code == 400, response.text
+        assert "limit" in json.dumps(response.json())
+    assert http.get("/v1/collections/nope/documents").json()["field"] == "collection"
+    assert http.delete("/v1/collections/nope").status_code == 404
+    assert http.delete("/v1/collections/nope/documents/a").status_code == 404
+    assert http.get("/v1/collections/nope").status_code == 404
+
+
+def test_a_dropped_collection_is_gone(http: httpx.Client) -> None:
+    _collection(http, "short-lived")
+    ingest = http.post("/v1/collections/short-lived/documents", json={"documents": [KB[0]]})
+    assert ingest.status_code == 200, ingest.text
+    assert http.delete("/v1/collections/short-lived").status_code == 204
+    assert http.get("/v1/collections/short-lived").status_code == 404
+    assert "short-lived" not in [c["name"] for c in http.get("/v1/collections").json()]
+    _collection(http, "short-lived")  # the name is free again, and the new one is empty
+    assert http.get("/v1/collections/short-lived").json()["points"] == 0
