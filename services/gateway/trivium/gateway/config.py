@@ -8,13 +8,77 @@ from pydantic import Field, SecretStr
 
 from trivium.common.settings import Section, TriviumSettings
 
-__all__ = ("GatewaySection", "GatewaySettings")
+__all__ = (
+    "GatewaySection",
+    "GatewaySettings",
+    "ResponseCacheSection",
+    "RetrieverClientSection",
+    "StatsSection",
+    "TracingSection",
+    "UpstreamClientSection",
+)
+
+
+class UpstreamClientSection(Section):
+    """How the gateway talks to every OpenAI-compatible upstream (one pooled client each)."""
+
+    max_connections: int = Field(default=100, gt=0, description="pooled connections per upstream")
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description="retries of connect errors, 429 and 502/503 before any byte streamed",
+    )
+    backoff_base_s: float = Field(default=0.05, ge=0, description="first retry's mean delay")
+    backoff_max_s: float = Field(default=1.0, ge=0)
+    breaker_failures: int = Field(
+        default=5, gt=0, description="consecutive failures that open an upstream's circuit"
+    )
+    breaker_open_s: float = Field(
+        default=5.0, gt=0, description="how long an open circuit refuses before one probe"
+    )
+
+
+class RetrieverClientSection(Section):
+    url: str = Field(default="http://127.0.0.1:8200", description="the retriever's base URL")
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+
+
+class ResponseCacheSection(Section):
+    """Exact-match answers in Redis, for features whose policy sets `cache`."""
+
+    default_ttl_s: int = Field(default=300, gt=0)
+    max_entry_bytes: int = Field(default=256 * 1024, gt=0)
+
+
+class StatsSection(Section):
+    """The sliding window behind `GET /v1/stats`, shared by every replica through Redis."""
+
+    window_s: int = Field(default=300, gt=0)
+    slot_s: int = Field(default=10, gt=0)
+    flush_s: float = Field(default=1.0, gt=0, description="how often a process flushes to Redis")
+
+
+class TracingSection(Section):
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); "
+        "unset: OTEL_EXPORTER_OTLP_ENDPOINT if set, else spans are not exported",
+    )
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    service_name: str = "trivium-gateway"
 
 
 class GatewaySection(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="worker processes on one port")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_in_flight: int = Field(
+        default=256, gt=0, description="requests served at once; beyond it: 503 with Retry-After"
+    )
+    overload_retry_after_s: int = Field(default=1, ge=1)
     graceful_shutdown_s: float = Field(default=10.0, ge=0)
     admin_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -25,6 +89,11 @@ class GatewaySection(Section):
         description="the routing policy YAML (hot-reloaded); unset or missing: no features",
     )
     policy_poll_s: float = Field(default=1.0, gt=0, description="how often to check the file")
+    upstream: UpstreamClientSection = UpstreamClientSection()
+    retriever: RetrieverClientSection = RetrieverClientSection()
+    cache: ResponseCacheSection = ResponseCacheSection()
+    stats: StatsSection = StatsSection()
+    tracing: TracingSection = TracingSection()
 
 
 class GatewaySettings(TriviumSettings):
