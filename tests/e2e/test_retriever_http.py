@@ -4,6 +4,7 @@ and `trivium retriever ingest` against it."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ def test_collections_ingest_search_delete(http: httpx.Client) -> None:
     assert top["doc_id"] == "guide/reset.md"
     assert top["text"] == KB[1]["text"][top["start"] : top["end"]]
     assert {"dense", "sparse", "fused"} <= set(top["scores"])
+    version = search.json()["index_version"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{12}", version)
+    assert http.get("/v1/collections/kb").json()["index_version"] == version
     filtered = http.post(
         "/v1/collections/kb/search",
         json={
@@ -84,6 +88,17 @@ def test_collections_ingest_search_delete(http: httpx.Client) -> None:
         },
     )
     assert [h["doc_id"] for h in filtered.json()["hits"]] == ["refunds"]
+
+    more = {"id": "quotas", "text": "Quotas limit the tokens a tenant may spend per day."}
+    assert http.post("/v1/collections/kb/documents", json={"documents": [more]}).json()[
+        "added"
+    ] == ["quotas"]
+    after = http.post("/v1/collections/kb/search", json={"query": "tokens per day"}).json()
+    assert after["index_version"] not in {version, ""}
+    assert after["index_version"][:8] == version[:8]  # the same recipe
+    assert http.delete("/v1/collections/kb/documents/quotas").status_code == 200
+    searched = http.post("/v1/collections/kb/search", json={"query": "refund"}).json()
+    assert searched["index_version"] == version  # the same content again
 
     stats = http.get("/v1/collections/kb").json()
     assert (stats["documents"], stats["backend"]) == (2, "edge")

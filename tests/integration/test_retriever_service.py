@@ -4,6 +4,7 @@ qdrant-client's local mode (the client API a Qdrant server speaks)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -57,6 +58,9 @@ DOCS = [
         metadata={"lang": "de", "team": "platform", "year": 2025},
     ),
 ]
+
+
+_RECHUNKED: dict[str, object] = {"chunking": {"max_chars": 200, "overlap_chars": 40}}
 
 
 def _section(**overrides: object) -> RetrieverSection:
@@ -312,12 +316,16 @@ async def test_edge_store_survives_a_restart(tmp_path: Path, dense_embedder: Den
     service = _service(store, dense_embedder)
     await service.create_collection(CollectionCreate("kb"))
     await service.ingest("kb", DOCS)
+    await service.delete_document("kb", "gpu")
+    await service.ingest("kb", DOCS)
+    version = (await service.stats("kb")).index_version
     await store.close()
 
     reopened = EdgeStore(tmp_path / "edge")
     await reopened.start()
     try:
         service = _service(reopened, dense_embedder)
+        assert await service.index_versions() == {"kb": version}
         assert (await service.stats("kb")).documents == 3
         again = await service.ingest("kb", DOCS)
         assert len(again.unchanged) == 3
@@ -349,3 +357,118 @@ async def test_closing_while_indexes_build_loses_nothing(
         assert (await reopened.info("kb")).points == written
     finally:
         await reopened.close()
+
+
+async def test_index_version_is_a_fingerprint_of_the_content(
+    store: VectorStore, dense_embedder: DenseEmbedder
+) -> None:
+    service = _service(store, dense_embedder)
+    await service.create_collection(CollectionCreate("kb"))
+
+    async def version(of: RetrieverService = service) -> str:
+        return (await of.stats("kb")).index_version
+
+    async def recounted() -> str:
+        """What another process (a restart, a replica) counts from the stored points."""
+        return await version(_service(store, dense_embedder))
+
+    empty = await version()
+    await service.ingest("kb", DOCS)
+    first = await version()
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{12}", first)
+    assert first != empty
+    assert first.split("-")[0] == empty.split("-")[0]  # the same recipe
+    assert (await service.search("kb", SearchRequest(query="refund"))).index_version == first
+    assert await recounted() == first
+
+    await service.ingest("kb", list(reversed(DOCS)))  # unchanged: no write, same version
+    assert await version() == first
+
+    changed = DocumentIn(id="gpu", title="Serving on GPUs", text="vLLM serves adapters.")
+    await service.ingest("kb", [changed, DOCS[0]])
+    updated = await version()
+    assert updated not in {empty, first}
+    assert await recounted() == updated
+    search = await service.search("kb", SearchRequest(query="adapters"))
+    assert search.index_version == updated
+
+    await service.ingest("kb", [DOCS[2]])  # back to the first content: back to its version
+    assert await version() == first
+
+    extra = DocumentIn(id="extra", text="Quotas limit the tokens a tenant may spend per day.")
+    await service.ingest("kb", [extra])
+    added = await version()
+    assert added not in {empty, first, updated}
+    assert await recounted() == added
+    await service.delete_document("kb", "extra")
+    assert await version() == first
+
+    await service.delete_document("kb", "billing")
+    deleted = await version()
+    assert deleted not in {empty, first, updated, added}
+    assert await recounted() == deleted
+
+
+async def test_index_version_names_the_recipe(
+    store: VectorStore, dense_embedder: DenseEmbedder
+) -> None:
+    service = _service(store, dense_embedder)
+    await service.create_collection(CollectionCreate("kb"))
+    await service.create_collection(CollectionCreate("copy"))
+    await service.ingest("kb", DOCS)
+    await service.ingest("copy", DOCS)
+    version = (await service.stats("kb")).index_version
+    assert (await service.stats("copy")).index_version == version  # equal content
+
+    rechunked = _service(store, dense_embedder, **_RECHUNKED)
+    before = (await rechunked.stats("copy")).index_version
+    assert before.split("-")[1] == version.split("-")[1]  # the same chunks are indexed ...
+    assert before.split("-")[0] != version.split("-")[0]  # ... but queries embed differently
+    result = await rechunked.ingest("copy", DOCS)
+    assert len(result.updated) == 3  # the recipe is in the content hash
+    after = (await rechunked.stats("copy")).index_version
+    assert after.split("-")[1] != version.split("-")[1]
+    recounted = _service(store, dense_embedder, **_RECHUNKED)
+    assert (await recounted.stats("copy")).index_version == after
+
+
+async def test_a_write_that_fails_half_way_leaves_a_true_version(
+    store: VectorStore, dense_embedder: DenseEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = _service(store, dense_embedder)
+    await service.create_collection(CollectionCreate("kb"))
+    await service.ingest("kb", DOCS)
+    await service.stats("kb")
+
+    async def broken(name: str, where: object) -> None:
+        raise ConnectionError("store went away")
+
+    monkeypatch.setattr(store, "delete", broken)
+    changed = DocumentIn(id="gpu", text="vLLM serves adapters.")
+    with pytest.raises(ConnectionError):
+        await service.ingest("kb", [changed])  # the new chunks are in, the old ones too
+    monkeypatch.undo()
+    version = (await service.stats("kb")).index_version
+    assert version == (await _service(store, dense_embedder).stats("kb")).index_version
+
+
+async def test_a_replica_sees_other_writes_after_the_max_age(
+    store: VectorStore, dense_embedder: DenseEmbedder
+) -> None:
+    writer = _service(store, dense_embedder)
+    await writer.create_collection(CollectionCreate("kb"))
+    await writer.ingest("kb", DOCS[:2])
+    never = _service(store, dense_embedder)
+    section = _section(store={"index_version_max_age_s": 0.05})
+    refreshing = RetrieverService(
+        section, store, dense_embedder, SparseEmbedder(section.bm25), None
+    )
+    old = (await never.stats("kb")).index_version
+    assert (await refreshing.stats("kb")).index_version == old
+
+    await writer.ingest("kb", DOCS[2:])
+    new = (await writer.stats("kb")).index_version
+    assert new != old
+    assert (await never.stats("kb")).index_version == old  # the documented limitation
+    await asyncio.sleep(0.1)
+    assert (await refreshing.stats("kb")).index_version == new

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = (
+    "BadGatewayError",
     "ConflictError",
+    "GatewayTimeoutError",
     "InvalidInputError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -25,6 +27,8 @@ class TriviumError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     title: ClassVar[str] = "Internal error"
+    retry_after_s: int | None = None
+    """Set: the caller may retry after this many seconds (sent as Retry-After)."""
 
     def __init__(
         self,
@@ -91,6 +95,44 @@ class UnavailableError(TriviumError):
         message: str,
         *,
         retry_after_s: int = 1,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, field=field, extra=extra)
+        self.retry_after_s = retry_after_s
+
+
+class BadGatewayError(TriviumError):
+    """An upstream answered, but not usefully (5xx, a protocol error, a refusal)."""
+
+    status_code = 502
+    code = "bad_gateway"
+    title = "Bad gateway"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int | None = None,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, field=field, extra=extra)
+        self.retry_after_s = retry_after_s
+
+
+class GatewayTimeoutError(TriviumError):
+    """The request's deadline passed while waiting on an upstream."""
+
+    status_code = 504
+    code = "gateway_timeout"
+    title = "Gateway timeout"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int | None = 1,
         field: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:

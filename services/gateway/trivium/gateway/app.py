@@ -17,28 +17,31 @@ from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.health import readyz
-from trivium.gateway.policy import LoadedPolicy, PolicyController, PolicyHolder
+from trivium.gateway.invoke import (
+    ChatCompletionsController,
+    InFlightLimiter,
+    InvokeController,
+    Invoker,
+    ResponseCache,
+    RetrieverClient,
+    ShadowRunner,
+)
+from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
+from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, configure_tracing
 from trivium.gateway.templates import TemplateController
-from trivium.registry import TEMPLATE_KIND, Registry, TemplateRenderer
+from trivium.gateway.upstream import UpstreamPool
+from trivium.registry import TEMPLATE_KIND, ReadOnlyKind, Registry, TemplateRenderer
 
 __all__ = ("create_app",)
 
 log = logging.getLogger(__name__)
 
 
-def provide_templates(state: State) -> Registry:
-    registry: Registry = state.templates
-    return registry
+def _state_getter(name: str) -> Provide:
+    def provide(state: State) -> object:
+        return state[name]
 
-
-def provide_renderer(state: State) -> TemplateRenderer:
-    renderer: TemplateRenderer = state.renderer
-    return renderer
-
-
-def provide_policy_holder(state: State) -> PolicyHolder:
-    holder: PolicyHolder = state.policy_holder
-    return holder
+    return Provide(provide, sync_to_thread=False)
 
 
 def provide_policy(state: State) -> LoadedPolicy:
@@ -49,21 +52,61 @@ def provide_policy(state: State) -> LoadedPolicy:
 
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or GatewaySettings()
-    policy_holder = PolicyHolder(settings.gateway.policy_file, settings.gateway.policy_poll_s)
+    section = settings.gateway
+    policy_holder = PolicyHolder(section.policy_file, section.policy_poll_s)
+    renderer = TemplateRenderer()
+    limiter = InFlightLimiter(section.max_in_flight, section.overload_retry_after_s, KPI)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        stop_tracing = configure_tracing(section.tracing)
+        prefix = settings.registry.key_prefix
+        upstreams = UpstreamPool(section.upstream)
+        retriever = RetrieverClient(section.retriever)
+
+        def open_upstreams(policy: Policy) -> None:
+            upstreams.sync(policy.upstreams)
+
+        open_upstreams(policy_holder.current.policy)
+        policy_holder.before_swap(open_upstreams)
         async with open_redis(settings.redis, settings.data_dir) as client:
             templates = Registry(client, TEMPLATE_KIND, settings.registry)
+            adapters = Registry(client, ReadOnlyKind("adapter"), settings.registry)
+            stats = StatsRecorder(
+                client,
+                prefix=prefix,
+                window_s=section.stats.window_s,
+                slot_s=section.stats.slot_s,
+                flush_s=section.stats.flush_s,
+            )
+            shadows = ShadowRunner(client, prefix, KPI)
             await templates.start()
+            await adapters.start()
+            stats.start()
             app.state.templates = templates
-            if not settings.gateway.admin_tokens:
+            app.state.stats = stats
+            app.state.invoker = Invoker(
+                templates=templates,
+                adapters=adapters,
+                renderer=renderer,
+                upstreams=upstreams,
+                retriever=retriever,
+                cache=ResponseCache(client, section.cache.max_entry_bytes),
+                cache_prefix=prefix,
+                default_cache_ttl_s=section.cache.default_ttl_s,
+                kpis=KPI,
+                stats=stats,
+                shadows=shadows,
+            )
+            if not section.admin_tokens:
                 log.warning("no admin tokens configured: registry writes are open")
             log.info(
                 "gateway ready",
                 extra={
                     "redis": settings.redis.url or "embedded",
                     "policy_hash": policy_holder.current.hash,
+                    "upstreams": list(upstreams.names()),
+                    "retriever": section.retriever.url,
                 },
             )
             policy_holder.start()
@@ -71,34 +114,47 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 yield
             finally:
                 await policy_holder.stop()
+                await shadows.drain(section.graceful_shutdown_s)
+                await stats.stop()
+                await upstreams.aclose()
+                await retriever.aclose()
+                await adapters.close()
                 await templates.close()
+                stop_tracing()
 
     return Litestar(
         route_handlers=[
+            InvokeController,
+            ChatCompletionsController,
             TemplateController,
             PolicyController,
+            StatsController,
             PrometheusController,
             healthz,
             readyz,
         ],
         dependencies={
-            "templates": Provide(provide_templates, sync_to_thread=False),
-            "renderer": Provide(provide_renderer, sync_to_thread=False),
+            "templates": _state_getter("templates"),
+            "renderer": _state_getter("renderer"),
             "policy": Provide(provide_policy, sync_to_thread=False),
-            "policy_holder": Provide(provide_policy_holder, sync_to_thread=False),
+            "policy_holder": _state_getter("policy_holder"),
+            "invoker": _state_getter("invoker"),
+            "limiter": _state_getter("limiter"),
+            "stats": _state_getter("stats"),
         },
         lifespan=[lifespan],
         state=State(
             {
                 "settings": settings,
-                "renderer": TemplateRenderer(),
+                "renderer": renderer,
                 "policy_holder": policy_holder,
-                "admin_tokens": settings.gateway.admin_tokens,
+                "limiter": limiter,
+                "admin_tokens": section.admin_tokens,
             }
         ),
         middleware=[RequestIdMiddleware, http_metrics_middleware("gateway")],
         exception_handlers=EXCEPTION_HANDLERS,
-        request_max_body_size=settings.gateway.max_request_bytes,
+        request_max_body_size=section.max_request_bytes,
         openapi_config=OpenAPIConfig(title="Trivium gateway", version="0.1.0", path="/schema"),
         logging_config=None,
     )

@@ -7,6 +7,7 @@ from trivium.registry.models import (
     LabelMove,
     PublishResult,
 )
+from trivium.registry.readonly import ReadOnlyKind
 from trivium.registry.references import DEFAULT_LABEL, Reference, parse_reference
 from trivium.registry.store import ABSENT, Registry
 from trivium.registry.templates import TEMPLATE_KIND, TemplateRenderer
@@ -20,6 +21,7 @@ __all__ = (
     "AuditEntry",
     "LabelMove",
     "PublishResult",
+    "ReadOnlyKind",
     "Reference",
     "Registry",
     "TemplateRenderer",

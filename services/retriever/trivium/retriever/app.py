@@ -61,9 +61,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await retriever.store.start()
+        versions = await retriever.index_versions()  # the one full scan, before any search
         log.info(
             "retriever ready",
-            extra={"backend": retriever.store.backend, "embedding_model": retriever.dense.name},
+            extra={
+                "backend": retriever.store.backend,
+                "embedding_model": retriever.dense.name,
+                "index_versions": versions,
+            },
         )
         try:
             yield

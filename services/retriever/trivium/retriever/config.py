@@ -43,6 +43,12 @@ class StoreSection(Section):
         default_factory=dict,
         description="payload indexes created with each collection, e.g. metadata.lang: keyword",
     )
+    index_version_max_age_s: float = Field(
+        default=0,
+        ge=0,
+        description="recount a collection's index version when older than this (0: never); "
+        "set it when other replicas write to the same Qdrant server",
+    )
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> StoreSection:

@@ -42,6 +42,8 @@ class CollectionStats(msgspec.Struct):
     documents: int
     vector_size: int
     embedding_model: str
+    index_version: str
+    """What is indexed and how (recipe hash - content digest): equal content, equal version."""
     indexed_vectors: int | None = None
 
 
@@ -130,6 +132,8 @@ class SearchHit(msgspec.Struct):
 
 class SearchResponse(msgspec.Struct):
     collection: str
+    index_version: str
+    """The collection's index version when the search ran (see `CollectionStats`)."""
     mode: SearchMode
     reranked: bool
     hits: list[SearchHit]

@@ -50,6 +50,7 @@ from trivium.retriever.store.base import (
     Scored,
     VectorStore,
 )
+from trivium.retriever.versions import DigestCache, id_digest, index_version
 
 __all__ = ("RetrieverService",)
 
@@ -80,6 +81,7 @@ class RetrieverService:
             bm25=f"{bm25.k1}:{bm25.b}:{bm25.avg_len}:{bm25.language}",
         )
         self._write_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._digests = DigestCache(section.store.index_version_max_age_s)
 
     # -- collections ---------------------------------------------------------------------
 
@@ -112,12 +114,39 @@ class RetrieverService:
             documents=documents,
             vector_size=info.vector_size,
             embedding_model=self.dense.name,
+            index_version=await self.index_version(name),
             indexed_vectors=info.indexed_vectors,
         )
+
+    async def index_version(self, name: str) -> str:
+        """The collection's content and this service's recipe (see `versions.py`); the first
+        call per collection scans every point id, under the write lock, so no write of this
+        process lands between the scan and the digest."""
+        digest = self._digests.fresh(name)
+        if digest is None:
+            async with self._write_locks[name]:
+                digest = self._digests.fresh(name)
+                if digest is None:
+                    began = time.perf_counter()
+                    ids = await self.store.point_ids(name, FilterSpec())
+                    digest = id_digest(ids)
+                    self._digests.put(name, digest)
+                    seconds = time.perf_counter() - began
+                    STAGE_SECONDS.labels("index_version").observe(seconds)
+                    log.info(
+                        "index version counted",
+                        extra={"collection": name, "points": len(ids), "ms": seconds * 1000},
+                    )
+        return index_version(self.recipe, digest)
+
+    async def index_versions(self) -> dict[str, str]:
+        """Every collection's version, counting those not known yet (start-up)."""
+        return {name: await self.index_version(name) for name in await self.store.collections()}
 
     async def drop_collection(self, name: str) -> None:
         async with self._write_locks[name]:
             await self.store.drop_collection(name)
+            self._digests.forget(name)
         self._write_locks.pop(name, None)
         log.info("collection dropped", extra={"collection": name})
 
@@ -135,17 +164,26 @@ class RetrieverService:
                 for doc in changed
                 for draft in chunk_document(doc, hashes[doc.id], self.recipe)
             ]
-            await self._write(name, drafts)
-            deleted = 0
-            for doc in changed:
-                if doc.id in existing:
-                    deleted += await self._delete_where(
-                        name,
-                        FilterSpec(
-                            must=(Condition("doc_id", match=doc.id),),
-                            must_not=(Condition("doc_hash", match=hashes[doc.id]),),
-                        ),
-                    )
+            touched = FilterSpec(must=(Condition("doc_id", any=tuple(d.id for d in changed)),))
+            tracked = bool(changed) and self._digests.fresh(name) is not None
+            try:
+                before = await self.store.point_ids(name, touched) if tracked else []
+                await self._write(name, drafts)
+                deleted = 0
+                for doc in changed:
+                    if doc.id in existing:
+                        deleted += await self._delete_where(
+                            name,
+                            FilterSpec(
+                                must=(Condition("doc_id", match=doc.id),),
+                                must_not=(Condition("doc_hash", match=hashes[doc.id]),),
+                            ),
+                        )
+                if tracked:
+                    self._digests.apply(name, before, await self.store.point_ids(name, touched))
+            except BaseException:
+                self._digests.forget(name)  # a write that stopped half-way: count afresh
+                raise
         result = IngestResult(
             added=[doc.id for doc in changed if doc.id not in existing],
             updated=[doc.id for doc in changed if doc.id in existing],
@@ -246,10 +284,17 @@ class RetrieverService:
         return DocumentPage(documents, next_offset)
 
     async def delete_document(self, name: str, doc_id: str) -> DeleteResult:
+        where = FilterSpec(must=(Condition("doc_id", match=doc_id),))
         async with self._write_locks[name]:
-            deleted = await self._delete_where(
-                name, FilterSpec(must=(Condition("doc_id", match=doc_id),))
-            )
+            removed = await self.store.point_ids(name, where)
+            if removed:
+                try:
+                    await self.store.delete(name, where)
+                except BaseException:
+                    self._digests.forget(name)
+                    raise
+                self._digests.apply(name, removed, ())
+        deleted = len(removed)
         if not deleted:
             raise NotFoundError(f"no document {doc_id!r} in {name!r}", field="id")
         DOCUMENTS.labels("deleted").inc()
@@ -264,6 +309,7 @@ class RetrieverService:
         where = parse_filter(request.filter)
         if not await self.store.exists(name):
             raise NotFoundError(f"no collection {name!r}", field="collection")
+        version = await self.index_version(name)
         timings: dict[str, float] = {}
 
         stage = time.perf_counter()
@@ -303,7 +349,14 @@ class RetrieverService:
             timings["rerank"] = _elapsed_ms(stage, "rerank")
         SEARCHES.labels(request.mode, str(request.rerank).lower()).inc()
         timings["total"] = (time.perf_counter() - began) * 1000
-        return SearchResponse(name, request.mode, request.rerank, hits[: request.k], timings)
+        return SearchResponse(
+            collection=name,
+            index_version=version,
+            mode=request.mode,
+            reranked=request.rerank,
+            hits=hits[: request.k],
+            timings_ms=timings,
+        )
 
     def _rank(
         self, result: QueryResult, weights: FusionWeights | None

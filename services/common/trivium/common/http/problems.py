@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -10,12 +11,13 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from trivium.common.errors import TriviumError, UnavailableError
+from trivium.common.errors import TriviumError
 
 __all__ = ("EXCEPTION_HANDLERS",)
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
 
 
 def _problem(
@@ -26,7 +28,7 @@ def _problem(
 
 def handle_trivium_error(request: Request[Any, Any, Any], exc: TriviumError) -> Response[Any]:
     headers = None
-    if isinstance(exc, UnavailableError):
+    if exc.retry_after_s is not None:
         headers = {"Retry-After": str(exc.retry_after_s)}
     return _problem(exc.to_problem(instance=request.url.path), exc.status_code, headers)
 
@@ -47,7 +49,11 @@ def handle_validation_error(
         "instance": request.url.path,
         "errors": errors,
     }
-    if fields:
+    unknown = _UNKNOWN_FIELD.search(detail)
+    if unknown is not None:
+        name, at = unknown.groups()
+        body["field"] = f"{at}.{name}" if at else name
+    elif fields:
         body["field"] = fields[0]
     return _problem(body, 400)
 

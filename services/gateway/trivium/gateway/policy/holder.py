@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +78,7 @@ class PolicyHolder:
         self._task: asyncio.Task[None] | None = None
         self._current = LoadedPolicy(Policy(), policy_hash(Policy()), None, time.time())
         self._seen = ""
+        self._before_swap: list[Callable[[Policy], None]] = []
         if path is None:
             log.info("no policy file configured: serving an empty policy")
         else:
@@ -101,6 +103,11 @@ class PolicyHolder:
             )
             raise
         self._current = LoadedPolicy(policy, policy_hash(policy), str(path), time.time())
+
+    def before_swap(self, prepare: Callable[[Policy], None]) -> None:
+        """Call `prepare(new_policy)` before a reloaded policy becomes active (e.g. to open
+        clients for its new upstreams), so no request sees a policy that is not ready."""
+        self._before_swap.append(prepare)
 
     @property
     def current(self) -> LoadedPolicy:
@@ -170,6 +177,8 @@ class PolicyHolder:
         if digest == self._current.hash:
             RELOADS.labels("unchanged").inc()
             return ReloadOutcome("unchanged", digest, policy.version)
+        for prepare in self._before_swap:
+            prepare(policy)
         previous, self._current = self._current, LoadedPolicy(policy, digest, source, time.time())
         self._publish(previous, self._current)
         RELOADS.labels("ok").inc()

@@ -27,6 +27,7 @@ from trivium.gateway.policy.model import (
     GpuPrice,
     Limits,
     Policy,
+    ResponseCache,
     Retrieval,
     Road,
     TokenPrice,
@@ -58,6 +59,7 @@ FEATURE_KEYS = (
     "variants",
     "shadow",
     "fallback",
+    "cache",
 )
 VARIANT_KEYS = ("weight", "route", "template", "adapter", "retrieval", "upstream")
 RETRIEVAL_KEYS = (
@@ -71,6 +73,7 @@ RETRIEVAL_KEYS = (
     "on_fail",
 )
 LIMITS_KEYS = ("max_input_chars", "max_tokens", "timeout_s")
+CACHE_KEYS = ("ttl_s",)
 
 T = TypeVar("T", bound=str)
 
@@ -413,6 +416,18 @@ def _limits(reader: _Reader, path: str, body: object) -> Limits:
     )
 
 
+def _cache(reader: _Reader, path: str, body: object) -> ResponseCache | None:
+    """`cache: true` (the gateway's default TTL), `cache: {ttl_s: N}`, or absent/false: off."""
+    if body is None or body is False:
+        return None
+    if body is True:
+        return ResponseCache()
+    raw = reader.mapping(body, path, CACHE_KEYS)
+    if raw is None:
+        return None
+    return ResponseCache(ttl_s=reader.integer(raw, "ttl_s", path, 1, 7 * 24 * 3600, 0) or None)
+
+
 def _upstream_ref(
     reader: _Reader, raw: dict[str, Any], path: str, upstreams: Collection[str], required: bool
 ) -> str | None:
@@ -472,6 +487,7 @@ def _feature(reader: _Reader, name: str, body: object, upstreams: Collection[str
         retrieval=None if retrieval is None else _retrieval(reader, f"{path}.retrieval", retrieval),
         limits=_limits(reader, f"{path}.limits", raw.get("limits")),
         variants=_variants(reader, f"{path}.variants", raw.get("variants"), upstreams),
+        cache=_cache(reader, f"{path}.cache", raw.get("cache")),
     )
     if route is not None:
         for need in feature.arm(name).missing():
@@ -510,20 +526,25 @@ def _shadow(
 
 def _fallback(
     reader: _Reader, path: str, raw: dict[str, Any], feature: Feature, name: str
-) -> list[Road]:
-    roads: list[Road] = []
+) -> list[str]:
+    """Roads (same upstream and artefacts, another road) or variant names (e.g. a weight-0
+    variant on another upstream, for when the feature's own upstream is down)."""
+    entries: list[str] = []
     for index, entry in enumerate(reader.names(raw, "fallback", path)):
         where = f"{path}.fallback[{index}]"
         if entry not in ROADS:
-            reader.fail(where, f"unknown road {entry!r}; expected one of: {', '.join(ROADS)}")
+            if entry in feature.variants:
+                entries.append(entry)
+            else:
+                reader.fail(where, f"unknown road or variant {entry!r}; roads: {', '.join(ROADS)}")
             continue
         road = _road(entry)
         if road == raw.get("route"):
             reader.fail(where, f"is the feature's own route {road}")
         for need in feature.arm(name).missing(road):
             reader.fail(where, f"road {road} needs {need}, which the feature does not set")
-        roads.append(road)
-    return roads
+        entries.append(road)
+    return entries
 
 
 def _road(text: str) -> Road:

@@ -21,6 +21,7 @@ __all__ = (
     "Need",
     "OnFail",
     "Policy",
+    "ResponseCache",
     "Retrieval",
     "Road",
     "TokenPrice",
@@ -93,6 +94,11 @@ class Limits(msgspec.Struct, frozen=True):
     timeout_s: float = 30.0
 
 
+class ResponseCache(msgspec.Struct, frozen=True):
+    ttl_s: int | None = None
+    """Unset: the gateway's `cache.default_ttl_s`."""
+
+
 class Variant(msgspec.Struct, frozen=True):
     """One arm of an experiment: a weight and what it changes from its feature (unset: same)."""
 
@@ -138,7 +144,16 @@ class Feature(msgspec.Struct, frozen=True):
     variants: dict[str, Variant] = {}
     shadow: tuple[str, ...] = ()
     """Variant names or roads run on a copy of the request, off the response path."""
-    fallback: tuple[Road, ...] = ()
+    fallback: tuple[str, ...] = ()
+    """Roads or variant names, tried in order when the road before fails."""
+    cache: ResponseCache | None = None
+    """Exact-match answers from Redis; unset: every request is generated."""
+
+    def fallback_arm(self, name: str, entry: str, primary: Arm) -> Arm:
+        """A fallback entry as an arm: a variant as it is, a road as `primary` on that road."""
+        if entry in ROADS:
+            return msgspec.structs.replace(primary, route=ROADS[ROADS.index(entry)])
+        return self.arm(name, entry)
 
     def arm(self, name: str, variant: str | None = None) -> Arm:
         chosen = self.variants[variant] if variant is not None else Variant(weight=1.0)

@@ -119,6 +119,10 @@ class VectorStore(Protocol):
     async def scroll(
         self, name: str, where: FilterSpec, limit: int, offset: str | None
     ) -> tuple[list[Scored], str | None]: ...
+    async def point_ids(self, name: str, where: FilterSpec) -> list[str]:
+        """Every matching point's id, paged through without payloads or vectors."""
+        ...
+
     async def query(self, name: str, query: RoadsQuery) -> QueryResult:
         """Ids and scores per road; payloads are fetched for the survivors only."""
         ...

@@ -36,6 +36,7 @@ from trivium.retriever.store.base import (
 __all__ = ("EdgeStore",)
 
 log = logging.getLogger(__name__)
+ID_PAGE = 10_000
 _INDEX_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
@@ -161,6 +162,23 @@ class EdgeStore:
         records, next_offset = await asyncio.to_thread(shard.scroll, request)
         scored = [Scored(str(r.id), 0.0, dict(r.payload or {})) for r in records]
         return scored, None if next_offset is None else str(next_offset)
+
+    async def point_ids(self, name: str, where: FilterSpec) -> list[str]:
+        shard = self._shard(name)
+        return await asyncio.to_thread(self._point_ids, shard, _filter(where))
+
+    @staticmethod
+    def _point_ids(shard: qe.EdgeShard, where: qe.Filter | None) -> list[str]:
+        ids: list[str] = []
+        offset: qe.PointId | None = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=ID_PAGE, filter=where, with_payload=False, with_vector=False
+            )
+            records, offset = shard.scroll(request)
+            ids.extend(str(r.id) for r in records)
+            if offset is None:
+                return ids
 
     async def query(self, name: str, query: RoadsQuery) -> QueryResult:
         shard = self._shard(name)

@@ -30,6 +30,7 @@ from trivium.retriever.store.base import (
 __all__ = ("QdrantStore", "client_for", "is_local")
 
 log = logging.getLogger(__name__)
+ID_PAGE = 10_000
 _INDEX_TYPES = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "integer": models.PayloadSchemaType.INTEGER,
@@ -149,6 +150,23 @@ class QdrantStore:
         )
         scored = [Scored(str(r.id), 0.0, dict(r.payload or {})) for r in records]
         return scored, None if next_offset is None else str(next_offset)
+
+    async def point_ids(self, name: str, where: FilterSpec) -> list[str]:
+        await self._require(name)
+        ids: list[str] = []
+        offset: models.ExtendedPointId | None = None
+        while True:
+            records, offset = await self._client.scroll(
+                name,
+                scroll_filter=_filter(where),
+                limit=ID_PAGE,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            ids.extend(str(r.id) for r in records)
+            if offset is None:
+                return ids
 
     async def query(self, name: str, query: RoadsQuery) -> QueryResult:
         await self._require(name)

@@ -1,0 +1,262 @@
+"""HTTP: OpenAI-compatible `POST /v1/chat/completions`, where `model` names a feature.
+
+The official `openai` client works unchanged; what the gateway knows beyond the protocol
+(route, variant, citations, timings, lineage) travels in the extension member `trivium`.
+Errors use OpenAI's `{"error": {...}}` body so the client raises its usual exceptions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, post
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_200_OK
+
+from trivium.common.errors import InvalidInputError, TriviumError
+from trivium.common.http.problems import EXCEPTION_HANDLERS
+from trivium.common.logs import REQUEST_ID
+from trivium.gateway.invoke.limiter import InFlightLimiter
+from trivium.gateway.invoke.pipeline import Invoker, StreamEvent
+from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse, Message
+from trivium.gateway.invoke.sse import EventStream, start_stream
+from trivium.gateway.policy import LoadedPolicy
+
+__all__ = ("ChatCompletionsController", "ChatRequest")
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class ContentPart(msgspec.Struct):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(msgspec.Struct):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[ContentPart]
+
+    def text(self, index: int) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if any(part.type != "text" or part.text is None for part in self.content):
+            raise InvalidInputError(
+                "only text content parts are supported", field=f"messages[{index}].content"
+            )
+        return "".join(part.text or "" for part in self.content)
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+
+
+class ChatRequest(msgspec.Struct, kw_only=True):
+    """OpenAI's chat request (unknown fields are ignored, as OpenAI clients send many), plus
+    the extensions `input` (template variables instead of a chat) and `session`."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1, max_length=256)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_768)] | None = None
+    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_768)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    n: int = 1
+    user: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    session: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    input: dict[str, Any] | None = None
+
+    def to_invoke(self) -> InvokeRequest:
+        if self.n != 1:
+            raise InvalidInputError("only n=1 is supported", field="n")
+        messages = [
+            Message(role=message.role, content=message.text(i))
+            for i, message in enumerate(self.messages)
+        ]
+        return InvokeRequest(
+            input=self.input,
+            messages=None if self.input is not None else messages,
+            user=self.user or None,
+            session=self.session or None,
+            stream=self.stream,
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+        )
+
+
+def _extension(answer: InvokeResponse) -> dict[str, Any]:
+    return {
+        "feature": answer.feature,
+        "route": answer.route,
+        "variant": answer.variant,
+        "template": answer.template,
+        "adapter": answer.adapter,
+        "citations": answer.citations,
+        "cost_usd": answer.cost_usd,
+        "timings_ms": answer.timings_ms,
+        "lineage": answer.lineage,
+        "fallback": answer.fallback,
+        "groundedness": answer.groundedness,
+        "verdict": answer.verdict,
+        "needs_review": answer.needs_review,
+        "cached": answer.cached,
+    }
+
+
+def _finish_reason(answer: InvokeResponse) -> str:
+    return "content_filter" if answer.output is None else answer.finish_reason or "stop"
+
+
+def _usage(answer: InvokeResponse) -> dict[str, int]:
+    usage = answer.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _completion(answer: InvokeResponse, model: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{answer.id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.output},
+                "finish_reason": _finish_reason(answer),
+            }
+        ],
+        "usage": _usage(answer),
+        "trivium": _extension(answer),
+    }
+
+
+async def _chunks(
+    events: AsyncIterator[StreamEvent],
+    model: str,
+    request_id: str,
+    include_usage: bool,
+    limiter: InFlightLimiter,
+) -> AsyncIterator[bytes]:
+    base = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def chunk(extra: dict[str, Any]) -> bytes:
+        return b"data: " + _ENCODER.encode({**base, **extra}) + b"\n\n"
+
+    try:
+        first = True
+        async for event in events:
+            if isinstance(event, InvokeResponse):
+                yield chunk(
+                    {
+                        "choices": [
+                            {"index": 0, "delta": {}, "finish_reason": _finish_reason(event)}
+                        ],
+                        "trivium": _extension(event),
+                    }
+                )
+                if include_usage:
+                    yield chunk({"choices": [], "usage": _usage(event)})
+                continue
+            delta: dict[str, str] = {"content": event}
+            if first:
+                delta["role"], first = "assistant", False
+            yield chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        yield b"data: [DONE]\n\n"
+    except TriviumError as exc:
+        yield b"data: " + _ENCODER.encode(_openai_error(exc.status_code, exc)) + b"\n\n"
+    finally:
+        limiter.release()
+
+
+_ERROR_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+
+
+def _openai_error(status: int, exc: TriviumError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": exc.message,
+            "type": _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+            "param": exc.field,
+            "code": exc.code,
+        }
+    }
+
+
+def _openai_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """OpenAI's error body; everything else (status, Retry-After) as the gateway's errors."""
+    response = EXCEPTION_HANDLERS[_handler_key(exc)](request, exc)
+    content = response.content if isinstance(response.content, dict) else {}
+    status = response.status_code or 500
+    message = str(content.get("detail", "error"))
+    field = content.get("field")
+    if field and str(field) not in message:
+        message = f"{field}: {message}"
+    body = {
+        "error": {
+            "message": message,
+            "type": "server_error" if status >= 500 else "invalid_request_error",
+            "param": field,
+            "code": content.get("code"),
+        }
+    }
+    return Response(body, status_code=status, headers=response.headers)
+
+
+def _handler_key(exc: Exception) -> type[Exception]:
+    for key in (TriviumError, ValidationException, HTTPException):
+        if isinstance(exc, key):
+            return key
+    return Exception
+
+
+class ChatCompletionsController(Controller):
+    path = "/v1/chat/completions"
+    tags = ["openai"]
+    exception_handlers = {key: _openai_error_response for key in EXCEPTION_HANDLERS}
+
+    @post(
+        status_code=HTTP_200_OK,
+        summary="OpenAI-compatible chat completions; `model` is the feature's name",
+    )
+    async def create(
+        self,
+        data: ChatRequest,
+        invoker: Invoker,
+        policy: LoadedPolicy,
+        limiter: InFlightLimiter,
+    ) -> Response[bytes] | EventStream:
+        try:
+            request = data.to_invoke()
+            call = invoker.resolve(data.model, request, policy, REQUEST_ID.get() or "")
+        except TriviumError as exc:
+            if exc.field == "feature":
+                exc.field = "model"
+            raise
+        limiter.acquire()
+        if not data.stream:
+            try:
+                answer = await invoker.invoke(call)
+            finally:
+                limiter.release()
+            return Response(
+                _ENCODER.encode(_completion(answer, data.model)), media_type="application/json"
+            )
+        try:
+            events = await start_stream(invoker.stream(call))
+        except BaseException:
+            limiter.release()
+            raise
+        include_usage = data.stream_options is not None and data.stream_options.include_usage
+        return EventStream(_chunks(events, data.model, call.request_id, include_usage, limiter))

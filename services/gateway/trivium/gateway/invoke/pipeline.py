@@ -1,0 +1,540 @@
+"""One request's trip down its feature's road, with fallback along the feature's chain.
+
+resolve (feature, variant, deadline) -> [cache] -> per road: resolve template and adapter ->
+[retrieve -> re-rank] -> render -> generate -> verify -> account. A road that fails (upstream
+error, open circuit, retriever down) hands the request to the next road in `fallback`, while
+time is left; shadows run afterwards on a copy, off the response path.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from trivium.common.errors import TriviumError
+from trivium.gateway.invoke.cache import ResponseCache, cache_key
+from trivium.gateway.invoke.cost import answer_cost
+from trivium.gateway.invoke.errors import UnknownFeatureError, failure_error, failure_reason
+from trivium.gateway.invoke.groundedness import SCORERS, TokenOverlap
+from trivium.gateway.invoke.inputs import (
+    PASSAGES,
+    check_request,
+    context_message,
+    passage_variables,
+    retrieval_query,
+    template_variables,
+    upstream_messages,
+)
+from trivium.gateway.invoke.retrieval import RetrievalError, RetrieverClient, SearchHit
+from trivium.gateway.invoke.shadow import ShadowRunner, shadow_arms
+from trivium.gateway.invoke.schemas import (
+    Citation,
+    FallbackInfo,
+    InvokeRequest,
+    InvokeResponse,
+    Lineage,
+    Timings,
+    Usage,
+    Verdict,
+)
+from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
+from trivium.gateway.policy.model import Arm, Feature, Road
+from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus
+from trivium.gateway.telemetry.stats import StatsRecorder
+from trivium.gateway.upstream import StreamDelta, StreamEnd, UpstreamClient, UpstreamError
+from trivium.registry import ArtifactVersion, Registry, TemplateRenderer
+from trivium.registry.errors import RegistryUnavailableError
+
+__all__ = ("Call", "Invoker", "Plan", "StreamEvent")
+
+log = logging.getLogger(__name__)
+
+RETRIEVING: frozenset[Road] = frozenset({"rag", "rag+prompt", "finetune+rag"})
+ADAPTED: frozenset[Road] = frozenset({"finetune", "finetune+rag"})
+_ENCODER = msgspec.json.Encoder()
+_CACHED_DECODER = msgspec.json.Decoder(InvokeResponse)
+
+
+class FeatureMisconfiguredError(TriviumError):
+    status_code = 500
+    code = "feature_misconfigured"
+    title = "Feature misconfigured"
+
+
+@dataclass(slots=True)
+class Call:
+    """One request as resolved when it arrived: the policy it keeps, its arm, its deadline."""
+
+    request_id: str
+    feature_name: str
+    feature: Feature
+    loaded: LoadedPolicy
+    arm: Arm
+    request: InvokeRequest
+    deadline: float
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def variant(self) -> str:
+        return self.arm.variant or ""
+
+
+@dataclass(slots=True)
+class Plan:
+    """One road, ready to generate."""
+
+    arm: Arm
+    upstream: UpstreamClient
+    body: dict[str, Any]
+    template: ArtifactVersion | None
+    adapter: str | None
+    hits: list[SearchHit]
+    index_version: str | None
+    timings: Timings
+
+
+StreamEvent = str | InvokeResponse
+"""A text delta, then one final summary."""
+
+
+class Invoker:
+    def __init__(
+        self,
+        *,
+        templates: Registry,
+        adapters: Registry,
+        renderer: TemplateRenderer,
+        upstreams: Any,
+        retriever: RetrieverClient,
+        cache: ResponseCache | None,
+        cache_prefix: str,
+        default_cache_ttl_s: int,
+        kpis: KpiRecorder,
+        stats: StatsRecorder,
+        shadows: ShadowRunner | None,
+    ) -> None:
+        self.templates = templates
+        self.adapters = adapters
+        self.renderer = renderer
+        self.upstreams = upstreams
+        self.retriever = retriever
+        self.cache = cache
+        self.cache_prefix = cache_prefix
+        self.default_cache_ttl_s = default_cache_ttl_s
+        self.kpis = kpis
+        self.stats = stats
+        self.shadows = shadows
+        self.scorer = SCORERS[TokenOverlap.name]
+
+    # -- resolving ---------------------------------------------------------------------
+
+    def resolve(
+        self, feature_name: str, request: InvokeRequest, loaded: LoadedPolicy, request_id: str
+    ) -> Call:
+        feature = loaded.policy.features.get(feature_name)
+        if feature is None:
+            known = ", ".join(sorted(loaded.policy.features)) or "none"
+            raise UnknownFeatureError(
+                f"no feature {feature_name!r} in the routing policy (features: {known})",
+                field="feature",
+            )
+        check_request(request, feature.limits.max_input_chars)
+        variant = assign_variant(
+            feature_name, feature.variants, assignment_key(request.user, request.session)
+        )
+        return Call(
+            request_id=request_id or uuid.uuid4().hex,
+            feature_name=feature_name,
+            feature=feature,
+            loaded=loaded,
+            arm=feature.arm(feature_name, variant),
+            request=request,
+            deadline=time.monotonic() + feature.limits.timeout_s,
+        )
+
+    def _roads(self, call: Call) -> list[Arm]:
+        arms = [call.arm]
+        for entry in call.feature.fallback:
+            arm = call.feature.fallback_arm(call.feature_name, entry, call.arm)
+            if arm not in arms:
+                arms.append(arm)
+        return arms
+
+    async def _template(self, ref: str) -> ArtifactVersion:
+        try:
+            return await self.templates.resolve(ref)
+        except RegistryUnavailableError:
+            raise
+        except TriviumError as exc:
+            raise FeatureMisconfiguredError(
+                f"the policy's template {ref} cannot be resolved: {exc.message}", field="template"
+            ) from exc
+
+    async def _adapter(self, ref: str) -> str:
+        """`name@label` to the exact `name@version` the upstream will serve."""
+        try:
+            return (await self.adapters.resolve(ref)).ref
+        except RegistryUnavailableError:
+            return ref  # the upstream resolves the label itself; lineage keeps the label
+        except TriviumError as exc:
+            raise FeatureMisconfiguredError(
+                f"the policy's adapter {ref} cannot be resolved: {exc.message}", field="adapter"
+            ) from exc
+
+    # -- one road ----------------------------------------------------------------------
+
+    async def _prepare(self, call: Call, arm: Arm) -> Plan:
+        timings = Timings()
+        template = await self._template(arm.template) if arm.template is not None else None
+        adapter = await self._adapter(arm.adapter) if arm.route in ADAPTED and arm.adapter else None
+        upstream = self.upstreams.get(arm.upstream)
+        hits: list[SearchHit] = []
+        index_version = None
+        if arm.route in RETRIEVING and arm.retrieval is not None:
+            began = time.perf_counter()
+            found = await self.retriever.search(
+                arm.retrieval, retrieval_query(call.request), deadline=call.deadline
+            )
+            hits = found.hits
+            index_version = found.index_version
+            timings.rerank = found.timings_ms.get("rerank", 0.0)
+            timings.retrieve = (time.perf_counter() - began) * 1000 - timings.rerank
+        began = time.perf_counter()
+        prompt = None
+        context = context_message(hits) if hits else None
+        if template is not None:
+            declared = template.metadata.get("variables", [])
+            variables = template_variables(call.request, declared)
+            if PASSAGES in declared:
+                variables[PASSAGES] = passage_variables(hits)
+                context = None
+            prompt = self.renderer.render(template, variables)
+        messages = upstream_messages(call.request, prompt, context)
+        timings.render = (time.perf_counter() - began) * 1000
+        limit = call.feature.limits.max_tokens
+        body: dict[str, Any] = {
+            "model": adapter or upstream.upstream.model,
+            "messages": messages,
+            "max_tokens": min(call.request.max_tokens or limit, limit),
+        }
+        if call.request.temperature is not None:
+            body["temperature"] = call.request.temperature
+        return Plan(arm, upstream, body, template, adapter, hits, index_version, timings)
+
+    def _finish(
+        self,
+        call: Call,
+        plan: Plan,
+        text: str,
+        usage: Usage,
+        finish_reason: str | None,
+        fallback: FallbackInfo | None,
+    ) -> InvokeResponse:
+        timings = plan.timings
+        groundedness: float | None = None
+        verdict: Verdict | None = None
+        retrieval = plan.arm.retrieval
+        if plan.arm.route in RETRIEVING and retrieval is not None:
+            began = time.perf_counter()
+            groundedness = self.scorer.score(text, [hit.text for hit in plan.hits])
+            verdict = "passed"
+            floor = retrieval.min_groundedness
+            if floor is not None and (groundedness is None or groundedness < floor):
+                verdict = "flagged" if retrieval.on_fail == "flag" else "withheld"
+            timings.verify = (time.perf_counter() - began) * 1000
+        upstream = plan.upstream.upstream
+        return InvokeResponse(
+            id=call.request_id,
+            feature=call.feature_name,
+            route=plan.arm.route,
+            variant=plan.arm.variant,
+            template=plan.template.ref if plan.template is not None else None,
+            adapter=plan.adapter,
+            output=None if verdict == "withheld" else text,
+            citations=[
+                Citation(
+                    index=i,
+                    doc_id=hit.doc_id,
+                    chunk_id=hit.chunk_id,
+                    source=hit.source,
+                    offsets=(hit.start, hit.end),
+                    score=hit.score,
+                    title=hit.title,
+                )
+                for i, hit in enumerate(plan.hits, start=1)
+            ],
+            usage=usage,
+            cost_usd=answer_cost(upstream.price, usage.prompt_tokens, usage.completion_tokens),
+            timings_ms=timings,
+            lineage=Lineage(
+                policy_hash=call.loaded.hash,
+                policy_version=call.loaded.policy.version,
+                template=plan.template.ref if plan.template is not None else None,
+                adapter=plan.adapter,
+                retriever_index=plan.index_version,
+                upstream=plan.arm.upstream,
+            ),
+            fallback=fallback,
+            groundedness=groundedness,
+            verdict=verdict,
+            needs_review=verdict == "flagged",
+            finish_reason=finish_reason,
+        )
+
+    def _fell_back(
+        self, call: Call, arms: list[Arm], index: int, exc: UpstreamError | RetrievalError
+    ) -> FallbackInfo:
+        """Hand over to the next road, or raise the failure when none is left or time is up."""
+        if index + 1 >= len(arms) or time.monotonic() >= call.deadline:
+            raise failure_error(call.feature_name, exc) from exc
+        reason = failure_reason(exc)
+        road, next_road = arms[index].route, arms[index + 1].route
+        self.kpis.fallback(call.feature_name, road, next_road, reason)
+        log.warning(
+            "falling back",
+            extra={
+                "feature": call.feature_name,
+                "from": road,
+                "to": next_road,
+                "reason": reason,
+                "error": str(exc),
+            },
+        )
+        return FallbackInfo(from_route=road, reason=reason)
+
+    # -- the whole request ---------------------------------------------------------------
+
+    async def invoke(self, call: Call) -> InvokeResponse:
+        status: RequestStatus = "error"
+        response: InvokeResponse | None = None
+        try:
+            key = await self._cache_key(call)
+            response = await self._cache_get(call, key)
+            if response is None:
+                response = await self._generate(call)
+                await self._cache_put(call, key, response)
+                self._start_shadows(call, response)
+            status = "withheld" if response.verdict == "withheld" else "ok"
+            return response
+        except TriviumError as exc:
+            status = "rejected" if exc.status_code < 500 else _failed(exc)
+            raise
+        finally:
+            self._account(call, response, status)
+
+    async def _generate(self, call: Call) -> InvokeResponse:
+        arms = self._roads(call)
+        fallback: FallbackInfo | None = None
+        for index, arm in enumerate(arms):
+            try:
+                plan = await self._prepare(call, arm)
+                began = time.perf_counter()
+                result = await plan.upstream.chat(
+                    plan.body, deadline=call.deadline, request_id=call.request_id
+                )
+                plan.timings.generate = (time.perf_counter() - began) * 1000
+            except (UpstreamError, RetrievalError) as exc:
+                fallback = self._fell_back(call, arms, index, exc)
+                continue
+            usage = Usage(
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
+                result.usage.prompt_tokens + result.usage.completion_tokens,
+            )
+            return self._finish(call, plan, result.text, usage, result.finish_reason, fallback)
+        raise AssertionError("unreachable: the last road raises")  # pragma: no cover
+
+    async def stream(self, call: Call) -> AsyncIterator[StreamEvent]:
+        """Deltas as they come, then the summary. Fallback only before the first delta; a
+        feature that may withhold its answer is verified before anything is sent."""
+        status: RequestStatus = "error"
+        response: InvokeResponse | None = None
+        try:
+            key = await self._cache_key(call)
+            response = await self._cache_get(call, key)
+            if response is None:
+                async for event in self._stream_roads(call):
+                    if isinstance(event, InvokeResponse):
+                        response = event
+                    else:
+                        yield event
+                assert response is not None
+                await self._cache_put(call, key, response)
+                self._start_shadows(call, response)
+            elif response.output:
+                yield response.output
+            status = "withheld" if response.verdict == "withheld" else "ok"
+            yield response
+        except TriviumError as exc:
+            status = "rejected" if exc.status_code < 500 else _failed(exc)
+            raise
+        finally:
+            self._account(call, response, status)
+
+    async def _stream_roads(self, call: Call) -> AsyncIterator[StreamEvent]:
+        arms = self._roads(call)
+        fallback: FallbackInfo | None = None
+        for index, arm in enumerate(arms):
+            sent = False
+            try:
+                plan = await self._prepare(call, arm)
+                hold = plan.arm.retrieval is not None and plan.arm.retrieval.on_fail == "withhold"
+                began = time.perf_counter()
+                parts: list[str] = []
+                end: StreamEnd | None = None
+                async for chunk in plan.upstream.stream(
+                    plan.body, deadline=call.deadline, request_id=call.request_id
+                ):
+                    if isinstance(chunk, StreamDelta):
+                        parts.append(chunk.text)
+                        if not hold:
+                            sent = True
+                            yield chunk.text
+                    else:
+                        end = chunk
+                plan.timings.generate = (time.perf_counter() - began) * 1000
+            except (UpstreamError, RetrievalError) as exc:
+                if sent:
+                    raise failure_error(call.feature_name, exc) from exc
+                fallback = self._fell_back(call, arms, index, exc)
+                continue
+            text = "".join(parts)
+            prompt_tokens = end.usage.prompt_tokens if end and end.usage else 0
+            completion_tokens = end.usage.completion_tokens if end and end.usage else 0
+            usage = Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+            response = self._finish(
+                call, plan, text, usage, end.finish_reason if end else None, fallback
+            )
+            if hold and response.output:
+                yield response.output
+            yield response
+            return
+
+    def _start_shadows(self, call: Call, primary: InvokeResponse) -> None:
+        if self.shadows is None or not call.feature.shadow:
+            return
+        for name, arm in shadow_arms(call.feature_name, call.feature, call.arm):
+            copy = Call(
+                request_id=call.request_id,
+                feature_name=call.feature_name,
+                feature=call.feature,
+                loaded=call.loaded,
+                arm=arm,
+                request=call.request,
+                deadline=time.monotonic() + call.feature.limits.timeout_s,
+            )
+            self.shadows.submit(
+                call.request_id, call.feature_name, name, functools.partial(self._generate, copy), primary
+            )
+
+    # -- cache -----------------------------------------------------------------------------
+
+    async def _cache_key(self, call: Call) -> str | None:
+        if self.cache is None or call.feature.cache is None:
+            return None
+        arm = call.arm
+        template = (await self._template(arm.template)).ref if arm.template else "-"
+        adapter = await self._adapter(arm.adapter) if arm.adapter else "-"
+        request = call.request
+        parts = (call.feature_name, call.variant or "-", arm.route, template, adapter)
+        body = (call.loaded.hash, request.input, request.messages, request.max_tokens)
+        return cache_key(self.cache_prefix, parts, (body, request.temperature))
+
+    async def _cache_get(self, call: Call, key: str | None) -> InvokeResponse | None:
+        if key is None or self.cache is None:
+            return None
+        began = time.perf_counter()
+        try:
+            raw = await self.cache.get(key)
+        except Exception:  # noqa: BLE001 - a cache outage is a miss, never a failure
+            self.kpis.cache(call.feature_name, "error")
+            return None
+        self.kpis.stage(call.feature_name, "cache", time.perf_counter() - began)
+        if raw is None:
+            self.kpis.cache(call.feature_name, "miss")
+            return None
+        self.kpis.cache(call.feature_name, "hit")
+        cached = _CACHED_DECODER.decode(raw)
+        return msgspec.structs.replace(
+            cached,
+            id=call.request_id,
+            cached=True,
+            cost_usd=0.0,
+            usage=Usage(0, 0, 0),
+            timings_ms=Timings(total=(time.perf_counter() - call.started) * 1000),
+        )
+
+    async def _cache_put(self, call: Call, key: str | None, response: InvokeResponse) -> None:
+        if key is None or self.cache is None or call.feature.cache is None:
+            return
+        if response.verdict == "withheld" or response.fallback is not None:
+            return  # only first-choice answers are worth repeating
+        ttl = call.feature.cache.ttl_s or self.default_cache_ttl_s
+        try:
+            stored = await self.cache.put(key, _ENCODER.encode(response), ttl)
+        except Exception:  # noqa: BLE001 - losing a cache write loses nothing else
+            self.kpis.cache(call.feature_name, "error")
+            return
+        if stored:
+            self.kpis.cache(call.feature_name, "store")
+
+    # -- accounting --------------------------------------------------------------------------
+
+    def _account(self, call: Call, response: InvokeResponse | None, status: RequestStatus) -> None:
+        elapsed = time.perf_counter() - call.started
+        feature = call.feature_name
+        route = response.route if response is not None else call.arm.route
+        variant = call.variant
+        cost = 0.0
+        tokens = 0
+        if response is not None:
+            response.timings_ms.total = elapsed * 1000
+            timings = response.timings_ms
+            if not response.cached:
+                for stage in ("retrieve", "rerank", "render", "generate", "verify"):
+                    value: float = getattr(timings, stage)
+                    if value:
+                        self.kpis.stage(feature, stage, value / 1000)
+            usage = response.usage
+            tokens = usage.total_tokens
+            cost = response.cost_usd
+            if tokens:
+                self.kpis.tokens(feature, route, usage.prompt_tokens, usage.completion_tokens)
+            if cost:
+                self.kpis.cost(feature, route, variant, cost)
+            if response.groundedness is not None and not response.cached:
+                self.kpis.groundedness(feature, response.groundedness)
+            if response.verdict is not None:
+                self.kpis.verdict(feature, response.verdict)
+        self.kpis.request(feature, route, variant, status, elapsed)
+        failed = status in ("error", "timeout")  # a caller's bad input is not the service failing
+        self.stats.observe(feature, route, variant, elapsed, not failed, cost, tokens)
+        lineage = response.lineage if response is not None else None
+        log.info(
+            "invoke",
+            extra={
+                "feature": feature,
+                "route": route,
+                "variant": variant,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+                "policy_hash": call.loaded.hash,
+                "template": lineage.template if lineage else None,
+                "adapter": lineage.adapter if lineage else None,
+                "retriever_index": lineage.retriever_index if lineage else None,
+                "fallback": response.fallback.from_route if response and response.fallback else None,
+                "cached": response.cached if response else False,
+            },
+        )
+
+
+
+def _failed(exc: TriviumError) -> RequestStatus:
+    return "timeout" if exc.status_code == 504 else "error"

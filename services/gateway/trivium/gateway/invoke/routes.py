@@ -1,0 +1,68 @@
+"""HTTP: `POST /v1/features/{feature}/invoke`, JSON or server-sent events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from litestar import Controller, post
+from litestar.status_codes import HTTP_200_OK
+
+from trivium.common.errors import TriviumError
+from trivium.common.logs import REQUEST_ID
+from trivium.gateway.invoke.limiter import InFlightLimiter
+from trivium.gateway.invoke.pipeline import Invoker, StreamEvent
+from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
+from trivium.gateway.invoke.sse import EventStream, sse_event, start_stream
+from trivium.gateway.policy import LoadedPolicy
+
+__all__ = ("InvokeController",)
+
+
+async def _sse(events: AsyncIterator[StreamEvent], limiter: InFlightLimiter) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            if isinstance(event, InvokeResponse):
+                yield sse_event(event, "summary")
+            else:
+                yield sse_event({"text": event}, "delta")
+    except TriviumError as exc:
+        yield sse_event(exc.to_problem(), "error")
+    finally:
+        limiter.release()
+
+
+class InvokeController(Controller):
+    path = "/v1/features"
+    tags = ["invoke"]
+
+    @post(
+        "/{feature:str}/invoke",
+        status_code=HTTP_200_OK,
+        summary="Run a feature's request down the road its policy picks",
+        description=(
+            "With `stream: true` the answer arrives as server-sent events: `delta` events "
+            "`{text}`, then one `summary` event (the JSON answer), or an `error` event."
+        ),
+        responses=None,
+    )
+    async def invoke(
+        self,
+        feature: str,
+        data: InvokeRequest,
+        invoker: Invoker,
+        policy: LoadedPolicy,
+        limiter: InFlightLimiter,
+    ) -> InvokeResponse | EventStream:
+        call = invoker.resolve(feature, data, policy, REQUEST_ID.get() or "")
+        limiter.acquire()
+        if not data.stream:
+            try:
+                return await invoker.invoke(call)
+            finally:
+                limiter.release()
+        try:
+            events = await start_stream(invoker.stream(call))
+        except BaseException:
+            limiter.release()
+            raise
+        return EventStream(_sse(events, limiter))

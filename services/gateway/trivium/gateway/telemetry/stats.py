@@ -1,0 +1,327 @@
+"""The sliding window behind `GET /v1/stats`, shared by every process and replica via Redis.
+
+`observe()` only updates an in-memory buffer (no I/O); a background task flushes it every
+`flush_s` in one pipelined round trip. Redis layout, one hash per time slot
+(`slot = floor(t / slot_s)`), expiring `window_s + slot_s` after its last write:
+
+    <prefix>:stats:<slot>   fields "<feature>|<route>|<variant>|<stat>"
+
+with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum) and `b<i>`
+(latency bucket counts). Feature and variant names never contain "|" (policy names are
+`[a-z0-9-]`). A summary reads the window's slots in one pipeline and merges them, so the
+window is `window_s` rounded up to whole slots, and lags each process by up to `flush_s`.
+
+Latency buckets are log-spaced by a factor of 1.1 from 1 ms to 120 s; a percentile is the
+geometric middle of its bucket, so within that range its relative error is at most
+sqrt(1.1) - 1 < 5%. Below 1 ms reads as 1 ms, above 120 s as 120 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from trivium.common.aio import cancel_and_wait
+
+__all__ = (
+    "LatencyMs",
+    "RouteStats",
+    "StatsRecorder",
+    "StatsSummary",
+    "WindowStats",
+    "bucket_index",
+    "bucket_value_ms",
+)
+
+log = logging.getLogger(__name__)
+
+LOW_MS = 1.0
+HIGH_MS = 120_000.0
+RATIO = 1.1
+_LOG_RATIO = math.log(RATIO)
+TOP_BUCKET = math.ceil(math.log(HIGH_MS / LOW_MS) / _LOG_RATIO) + 1
+"""Bucket 0 holds < 1 ms, bucket i in 1..TOP-1 holds [1.1^(i-1), 1.1^i) ms, TOP holds the rest."""
+MAX_BUFFERED = 10_000
+"""Buffered (slot, feature, route, variant) entries kept across failed flushes."""
+
+
+def bucket_index(ms: float) -> int:
+    if ms < LOW_MS:
+        return 0
+    return min(int(math.log(ms / LOW_MS) / _LOG_RATIO) + 1, TOP_BUCKET)
+
+
+def bucket_value_ms(index: int) -> float:
+    """The value a bucket reports: its geometric middle, clamped to 1 ms .. 120 s."""
+    if index <= 0:
+        return LOW_MS
+    if index >= TOP_BUCKET:
+        return HIGH_MS
+    return min(LOW_MS * math.pow(RATIO, index - 0.5), HIGH_MS)
+
+
+class LatencyMs(msgspec.Struct, frozen=True):
+    p50: float
+    p95: float
+    p99: float
+
+
+class WindowStats(msgspec.Struct, frozen=True):
+    count: int
+    errors: int
+    error_rate: float
+    latency_ms: LatencyMs
+    mean_cost_usd: float
+    mean_tokens: float
+
+
+class RouteStats(WindowStats, frozen=True):
+    variants: dict[str, WindowStats] = {}
+    """Per named variant of the experiment; empty when only the feature itself ran."""
+
+
+class StatsSummary(msgspec.Struct, frozen=True):
+    window_s: int
+    generated_at: datetime
+    features: dict[str, dict[str, RouteStats]]
+    """feature -> route (road) -> stats."""
+
+
+class _Acc:
+    """Counts for one (slot, feature, route, variant), in memory or merged from Redis."""
+
+    __slots__ = ("buckets", "cost", "count", "errors", "tokens")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.cost = 0.0
+        self.tokens = 0
+        self.buckets: dict[int, int] = {}
+
+    def merge(self, other: _Acc) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.cost += other.cost
+        self.tokens += other.tokens
+        for index, n in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + n
+
+    def stats(self) -> WindowStats:
+        return WindowStats(
+            count=self.count,
+            errors=self.errors,
+            error_rate=self.errors / self.count if self.count else 0.0,
+            latency_ms=self._latency(),
+            mean_cost_usd=self.cost / self.count if self.count else 0.0,
+            mean_tokens=self.tokens / self.count if self.count else 0.0,
+        )
+
+    def _latency(self) -> LatencyMs:
+        order = sorted(self.buckets.items())
+        total = sum(self.buckets.values())
+
+        def quantile(q: float) -> float:
+            rank = max(math.ceil(q * total), 1)  # nearest rank
+            seen = 0
+            for index, n in order:
+                seen += n
+                if seen >= rank:
+                    return round(bucket_value_ms(index), 3)
+            return 0.0
+
+        return LatencyMs(p50=quantile(0.5), p95=quantile(0.95), p99=quantile(0.99))
+
+
+_Key = tuple[int, str, str, str]  # slot, feature, route, variant
+
+
+class StatsRecorder:
+    """Buffers request observations and flushes them to the shared window in Redis."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str,
+        window_s: int,
+        slot_s: int,
+        flush_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.window_s = window_s
+        self.slot_s = slot_s
+        self.flush_s = flush_s
+        self.clock = clock
+        self._buffer: dict[_Key, _Acc] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    def observe(
+        self,
+        feature: str,
+        route: str,
+        variant: str | None,
+        seconds: float,
+        ok: bool,
+        cost_usd: float = 0.0,
+        tokens: int = 0,
+    ) -> None:
+        """Record one finished request (no I/O). `feature` must come from the policy."""
+        key = (int(self.clock() // self.slot_s), feature, route, variant or "")
+        acc = self._buffer.get(key)
+        if acc is None:
+            acc = self._buffer[key] = _Acc()
+        acc.count += 1
+        if not ok:
+            acc.errors += 1
+        acc.cost += cost_usd
+        acc.tokens += tokens
+        index = bucket_index(seconds * 1000.0)
+        acc.buckets[index] = acc.buckets.get(index, 0) + 1
+
+    def _slot_key(self, slot: int) -> str:
+        return f"{self.prefix}:stats:{slot}"
+
+    async def flush(self) -> None:
+        """Write the buffer in one round trip; on a Redis error keep it (bounded), never raise."""
+        if not self._buffer:
+            return
+        pending, self._buffer = self._buffer, {}
+        ttl = self.window_s + self.slot_s
+        pipe = self.client.pipeline(transaction=False)
+        slots: set[int] = set()
+        for (slot, feature, route, variant), acc in pending.items():
+            key = self._slot_key(slot)
+            slots.add(slot)
+            field = f"{feature}|{route}|{variant}|"
+            pipe.hincrby(key, field + "n", acc.count)
+            if acc.errors:
+                pipe.hincrby(key, field + "e", acc.errors)
+            if acc.cost:
+                pipe.hincrbyfloat(key, field + "c", acc.cost)
+            if acc.tokens:
+                pipe.hincrby(key, field + "t", acc.tokens)
+            for index, n in acc.buckets.items():
+                pipe.hincrby(key, f"{field}b{index}", n)
+        for slot in slots:
+            pipe.expire(self._slot_key(slot), ttl)
+        try:
+            await pipe.execute()
+        except (redis_errors.RedisError, OSError) as exc:
+            self._keep(pending)
+            if not self._failing:
+                self._failing = True
+                log.warning("stats flush failed; buffering", extra={"error": repr(exc)})
+            return
+        if self._failing:
+            self._failing = False
+            log.info("stats flush recovered")
+
+    def _keep(self, pending: dict[_Key, _Acc]) -> None:
+        """Merge unsent entries back, dropping those already out of the window or over the cap."""
+        oldest = self._first_slot()
+        for key, acc in pending.items():
+            if key[0] < oldest:
+                continue
+            current = self._buffer.get(key)
+            if current is not None:
+                current.merge(acc)
+            elif len(self._buffer) < MAX_BUFFERED:
+                self._buffer[key] = acc
+
+    def _first_slot(self) -> int:
+        slots = max(math.ceil(self.window_s / self.slot_s), 1)
+        return int(self.clock() // self.slot_s) - slots + 1
+
+    async def summary(self, feature: str | None = None) -> StatsSummary:
+        """Merge the window's slots from Redis; `feature` keeps only that feature."""
+        first = self._first_slot()
+        slots = range(first, first + max(math.ceil(self.window_s / self.slot_s), 1))
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.hgetall(self._slot_key(slot))
+        hashes: list[dict[bytes, bytes]] = await pipe.execute()
+        merged: dict[tuple[str, str, str], _Acc] = {}
+        for fields in hashes:
+            for raw_field, raw_value in fields.items():
+                name, _, stat = raw_field.decode().rpartition("|")
+                parts = name.split("|")
+                if len(parts) != 3 or (feature is not None and parts[0] != feature):
+                    continue
+                key = (parts[0], parts[1], parts[2])
+                acc = merged.get(key)
+                if acc is None:
+                    acc = merged[key] = _Acc()
+                _add_field(acc, stat, raw_value)
+        return StatsSummary(
+            window_s=self.window_s,
+            generated_at=datetime.fromtimestamp(self.clock(), UTC),
+            features=_group(merged),
+        )
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="stats-flush")
+
+    async def stop(self) -> None:
+        """Stop the flush loop and flush what is still buffered."""
+        await cancel_and_wait(self._task)
+        self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_s)
+            try:
+                await self.flush()
+            except Exception:  # a bug here must not end the loop
+                log.exception("stats flush crashed")
+
+
+def _add_field(acc: _Acc, stat: str, raw: bytes) -> None:
+    with contextlib.suppress(ValueError):
+        if stat == "n":
+            acc.count += int(raw)
+        elif stat == "e":
+            acc.errors += int(raw)
+        elif stat == "c":
+            acc.cost += float(raw)
+        elif stat == "t":
+            acc.tokens += int(raw)
+        elif stat.startswith("b"):
+            index = int(stat[1:])
+            acc.buckets[index] = acc.buckets.get(index, 0) + int(raw)
+
+
+def _group(merged: dict[tuple[str, str, str], _Acc]) -> dict[str, dict[str, RouteStats]]:
+    routes: dict[tuple[str, str], tuple[_Acc, dict[str, WindowStats]]] = {}
+    for (feature, route, variant), acc in sorted(merged.items()):
+        total, variants = routes.setdefault((feature, route), (_Acc(), {}))
+        total.merge(acc)
+        if variant:
+            variants[variant] = acc.stats()
+    features: dict[str, dict[str, RouteStats]] = {}
+    for (feature, route), (total, variants) in routes.items():
+        s = total.stats()
+        features.setdefault(feature, {})[route] = RouteStats(
+            count=s.count,
+            errors=s.errors,
+            error_rate=s.error_rate,
+            latency_ms=s.latency_ms,
+            mean_cost_usd=s.mean_cost_usd,
+            mean_tokens=s.mean_tokens,
+            variants=variants,
+        )
+    return features

@@ -1,0 +1,28 @@
+"""Calling OpenAI-compatible upstreams: pooled clients, retries, circuit breakers."""
+
+from __future__ import annotations
+
+from trivium.gateway.upstream.breaker import CircuitBreaker, CircuitState
+from trivium.gateway.upstream.client import (
+    ChatResult,
+    ChatUsage,
+    StreamDelta,
+    StreamEnd,
+    UpstreamClient,
+)
+from trivium.gateway.upstream.errors import UPSTREAM_ERROR_KINDS, UpstreamError, UpstreamErrorKind
+from trivium.gateway.upstream.pool import UpstreamPool
+
+__all__ = (
+    "UPSTREAM_ERROR_KINDS",
+    "ChatResult",
+    "ChatUsage",
+    "CircuitBreaker",
+    "CircuitState",
+    "StreamDelta",
+    "StreamEnd",
+    "UpstreamClient",
+    "UpstreamError",
+    "UpstreamErrorKind",
+    "UpstreamPool",
+)
