@@ -108,7 +108,13 @@ def _only_text(variables: dict[str, Any]) -> str:
 
 def passage_variables(hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
     return [
-        {"index": i, "text": hit.text, "title": hit.title, "source": hit.source, "doc_id": hit.doc_id}
+        {
+            "index": i,
+            "text": hit.text,
+            "title": hit.title,
+            "source": hit.source,
+            "doc_id": hit.doc_id,
+        }
         for i, hit in enumerate(hits, start=1)
     ]
 

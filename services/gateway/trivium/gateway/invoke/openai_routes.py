@@ -180,14 +180,20 @@ async def _chunks(
         limiter.release()
 
 
-_ERROR_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+}
 
 
 def _openai_error(status: int, exc: TriviumError) -> dict[str, Any]:
     return {
         "error": {
             "message": exc.message,
-            "type": _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+            "type": _ERROR_TYPES.get(
+                status, "server_error" if status >= 500 else "invalid_request_error"
+            ),
             "param": exc.field,
             "code": exc.code,
         }

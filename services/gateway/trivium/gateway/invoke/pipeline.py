@@ -8,6 +8,7 @@ time is left; shadows run afterwards on a copy, off the response path.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -48,6 +49,7 @@ from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
 from trivium.gateway.policy.model import Arm, Feature, Road
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus
 from trivium.gateway.telemetry.stats import StatsRecorder
+from trivium.gateway.telemetry.tracing import SpanKind, genai_attributes, span
 from trivium.gateway.upstream import StreamDelta, StreamEnd, UpstreamClient, UpstreamError
 from trivium.registry import ArtifactVersion, Registry, TemplateRenderer
 from trivium.registry.errors import RegistryUnavailableError
@@ -199,9 +201,14 @@ class Invoker:
         index_version = None
         if arm.route in RETRIEVING and arm.retrieval is not None:
             began = time.perf_counter()
-            found = await self.retriever.search(
-                arm.retrieval, retrieval_query(call.request), deadline=call.deadline
-            )
+            with span("retrieve", attributes={"trivium.collection": arm.retrieval.collection}) as s:
+                found = await self.retriever.search(
+                    arm.retrieval, retrieval_query(call.request), deadline=call.deadline
+                )
+                if s.is_recording():
+                    s.set_attribute("trivium.hits", len(found.hits))
+                    if found.index_version:
+                        s.set_attribute("trivium.retriever_index", found.index_version)
             hits = found.hits
             index_version = found.index_version
             timings.rerank = found.timings_ms.get("rerank", 0.0)
@@ -210,12 +217,13 @@ class Invoker:
         prompt = None
         context = context_message(hits) if hits else None
         if template is not None:
-            declared = template.metadata.get("variables", [])
-            variables = template_variables(call.request, declared)
-            if PASSAGES in declared:
-                variables[PASSAGES] = passage_variables(hits)
-                context = None
-            prompt = self.renderer.render(template, variables)
+            with span("render", template=template.ref):
+                declared = template.metadata.get("variables", [])
+                variables = template_variables(call.request, declared)
+                if PASSAGES in declared:
+                    variables[PASSAGES] = passage_variables(hits)
+                    context = None
+                prompt = self.renderer.render(template, variables)
         messages = upstream_messages(call.request, prompt, context)
         timings.render = (time.perf_counter() - began) * 1000
         limit = call.feature.limits.max_tokens
@@ -312,6 +320,18 @@ class Invoker:
     # -- the whole request ---------------------------------------------------------------
 
     async def invoke(self, call: Call) -> InvokeResponse:
+        with span(
+            f"invoke {call.feature_name}",
+            kind=SpanKind.SERVER,
+            policy_hash=call.loaded.hash,
+            attributes={"trivium.feature": call.feature_name, "trivium.variant": call.variant},
+        ) as root:
+            response = await self._invoke(call)
+            if root.is_recording():
+                root.set_attributes(_span_lineage(response))
+            return response
+
+    async def _invoke(self, call: Call) -> InvokeResponse:
         status: RequestStatus = "error"
         response: InvokeResponse | None = None
         try:
@@ -336,9 +356,24 @@ class Invoker:
             try:
                 plan = await self._prepare(call, arm)
                 began = time.perf_counter()
-                result = await plan.upstream.chat(
-                    plan.body, deadline=call.deadline, request_id=call.request_id
-                )
+                model = plan.body["model"]
+                with span(f"chat {model}", kind=SpanKind.CLIENT, adapter=plan.adapter) as s:
+                    result = await plan.upstream.chat(
+                        plan.body, deadline=call.deadline, request_id=call.request_id
+                    )
+                    if s.is_recording():
+                        s.set_attributes(
+                            genai_attributes(
+                                "chat",
+                                plan.arm.upstream,
+                                model,
+                                plan.body["max_tokens"],
+                                result.usage.prompt_tokens,
+                                result.usage.completion_tokens,
+                                result.model,
+                                result.finish_reason,
+                            )
+                        )
                 plan.timings.generate = (time.perf_counter() - began) * 1000
             except (UpstreamError, RetrievalError) as exc:
                 fallback = self._fell_back(call, arms, index, exc)
@@ -389,16 +424,18 @@ class Invoker:
                 began = time.perf_counter()
                 parts: list[str] = []
                 end: StreamEnd | None = None
-                async for chunk in plan.upstream.stream(
+                upstream = plan.upstream.stream(
                     plan.body, deadline=call.deadline, request_id=call.request_id
-                ):
-                    if isinstance(chunk, StreamDelta):
-                        parts.append(chunk.text)
-                        if not hold:
-                            sent = True
-                            yield chunk.text
-                    else:
-                        end = chunk
+                )
+                async with contextlib.aclosing(upstream) as chunks:
+                    async for chunk in chunks:
+                        if isinstance(chunk, StreamDelta):
+                            parts.append(chunk.text)
+                            if not hold:
+                                sent = True
+                                yield chunk.text
+                        else:
+                            end = chunk
                 plan.timings.generate = (time.perf_counter() - began) * 1000
             except (UpstreamError, RetrievalError) as exc:
                 if sent:
@@ -431,7 +468,11 @@ class Invoker:
                 deadline=time.monotonic() + call.feature.limits.timeout_s,
             )
             self.shadows.submit(
-                call.request_id, call.feature_name, name, functools.partial(self._generate, copy), primary
+                call.request_id,
+                call.feature_name,
+                name,
+                functools.partial(self._generate, copy),
+                primary,
             )
 
     # -- cache -----------------------------------------------------------------------------
@@ -529,12 +570,31 @@ class Invoker:
                 "template": lineage.template if lineage else None,
                 "adapter": lineage.adapter if lineage else None,
                 "retriever_index": lineage.retriever_index if lineage else None,
-                "fallback": response.fallback.from_route if response and response.fallback else None,
+                "fallback": response.fallback.from_route
+                if response and response.fallback
+                else None,
                 "cached": response.cached if response else False,
             },
         )
 
 
-
 def _failed(exc: TriviumError) -> RequestStatus:
     return "timeout" if exc.status_code == 504 else "error"
+
+
+def _span_lineage(response: InvokeResponse) -> dict[str, str | bool]:
+    lineage = response.lineage
+    attributes: dict[str, str | bool] = {
+        "trivium.route": response.route,
+        "trivium.cached": response.cached,
+    }
+    for key, value in (
+        ("trivium.template", lineage.template),
+        ("trivium.adapter", lineage.adapter),
+        ("trivium.retriever_index", lineage.retriever_index),
+        ("trivium.upstream", lineage.upstream),
+        ("trivium.fallback_from", response.fallback.from_route if response.fallback else None),
+    ):
+        if value is not None:
+            attributes[key] = value
+    return attributes

@@ -18,7 +18,9 @@ from trivium.gateway.policy import LoadedPolicy
 __all__ = ("InvokeController",)
 
 
-async def _sse(events: AsyncIterator[StreamEvent], limiter: InFlightLimiter) -> AsyncIterator[bytes]:
+async def _sse(
+    events: AsyncIterator[StreamEvent], limiter: InFlightLimiter
+) -> AsyncIterator[bytes]:
     try:
         async for event in events:
             if isinstance(event, InvokeResponse):

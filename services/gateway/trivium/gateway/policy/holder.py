@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 
 from trivium.common.aio import cancel_and_wait
 from trivium.common.errors import ConflictError
+from trivium.common.metrics_multiprocess import multiprocess_enabled
 from trivium.gateway.policy.loader import ROOT, InvalidPolicyError, PolicyIssue, parse_policy
 from trivium.gateway.policy.model import Policy, policy_hash
 
@@ -32,7 +33,12 @@ RELOADS = Counter(
     "Policy reloads (file change or POST /v1/policy:reload).",
     ["result"],  # ok, unchanged, invalid
 )
-INFO = Gauge("trivium_policy_info", "The active routing policy (1).", ["hash", "version"])
+INFO = Gauge(
+    "trivium_policy_info",
+    "The active routing policy (1).",
+    ["hash", "version"],
+    multiprocess_mode="livemax",
+)
 
 
 class NoPolicyFileError(ConflictError):
@@ -198,8 +204,11 @@ class PolicyHolder:
     @staticmethod
     def _publish(previous: LoadedPolicy | None, active: LoadedPolicy) -> None:
         if previous is not None:
-            with contextlib.suppress(KeyError):
-                INFO.remove(previous.hash, _version_label(previous))
+            if multiprocess_enabled():  # a worker's metric file cannot forget a series
+                INFO.labels(previous.hash, _version_label(previous)).set(0)
+            else:
+                with contextlib.suppress(KeyError):
+                    INFO.remove(previous.hash, _version_label(previous))
         INFO.labels(active.hash, _version_label(active)).set(1)
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "TRACER_NAME",
+    "SpanKind",
     "build_tracer_provider",
     "configure_tracing",
     "genai_attributes",
