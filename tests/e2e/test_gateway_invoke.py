@@ -19,6 +19,7 @@ import redis
 
 from tests.e2e.conftest import ServiceProcess, running, start_gateway, start_service, trivium_env
 from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.otlp_receiver import Received, exported_spans, otlp_receiver
 from tests.support.prometheus import sample_value
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
@@ -142,6 +143,7 @@ class Stack:
         write_policy: Any,
         redis_url: str,
         prefix: str,
+        spans: Received,
     ) -> None:
         self.gateway = gateway
         self.hosted = hosted
@@ -151,6 +153,7 @@ class Stack:
         self.write_policy = write_policy
         self.redis_url = redis_url
         self.prefix = prefix
+        self.spans = spans
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.gateway.base_url, timeout=30)
@@ -189,6 +192,7 @@ def stack(
         OpenAIUpstream(model="hosted-model") as hosted,
         OpenAIUpstream(model="backup-model") as backup,
         OpenAIUpstream(model="slow-model", delay_s=1.0) as slow,
+        otlp_receiver() as (otlp_url, spans),
     ):
 
         def write_policy(**overrides: str) -> None:
@@ -206,6 +210,8 @@ def stack(
             TRIVIUM_GATEWAY__UPSTREAM__BREAKER_FAILURES="3",
             TRIVIUM_GATEWAY__UPSTREAM__BREAKER_OPEN_S="30",
             TRIVIUM_GATEWAY__STATS__FLUSH_S="0.1",
+            TRIVIUM_GATEWAY__TRACING__OTLP_ENDPOINT=f"{otlp_url}/v1/traces",
+            OTEL_BSP_SCHEDULE_DELAY="100",
         )
         with running(start_gateway(tmp, env)) as gateway, gateway.client() as http:
             for name, (body, variables) in TEMPLATES.items():
@@ -228,6 +234,7 @@ def stack(
                 write_policy,
                 redis_server.url,
                 env["TRIVIUM_REGISTRY__KEY_PREFIX"],
+                spans,
             )
 
 
@@ -308,6 +315,39 @@ def test_rag_road_cites_its_passages_and_scores_groundedness(
     assert body["needs_review"] is False
     assert body["lineage"]["retriever_index"]
     assert body["timings_ms"]["retrieve"] > 0
+
+
+def test_each_stage_is_a_span_with_genai_attributes(http: httpx.Client, stack: Stack) -> None:
+    stack.hosted.reply = lambda body: "Refunds take five days [1]."
+    answer = invoke(http, "kb", input={"question": "refund timing?"}).json()
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [
+            span
+            for span in exported_spans(stack.spans)
+            if any(
+                a.key == "trivium.request_id" and a.value.string_value == answer["id"]
+                for a in span.attributes
+            )
+        ]
+        names = {span.name for span in spans}
+        if {"invoke kb", "retrieve", "render", "chat hosted-model"} <= names:
+            break
+        assert time.monotonic() < deadline, names
+        time.sleep(0.1)
+    by_name = {span.name: span for span in spans}
+    root = by_name["invoke kb"]
+    for child in ("retrieve", "render", "chat hosted-model"):
+        assert by_name[child].parent_span_id == root.span_id
+        assert by_name[child].trace_id == root.trace_id
+    chat = {a.key: a.value for a in by_name["chat hosted-model"].attributes}
+    assert chat["gen_ai.request.model"].string_value == "hosted-model"
+    assert chat["gen_ai.usage.input_tokens"].int_value == answer["usage"]["prompt_tokens"]
+    assert chat["gen_ai.usage.output_tokens"].int_value == answer["usage"]["completion_tokens"]
+    lineage = {a.key: a.value.string_value for a in root.attributes}
+    assert lineage["trivium.policy_hash"] == answer["lineage"]["policy_hash"]
+    assert lineage["trivium.template"] == "answer@1"
+    assert lineage["trivium.retriever_index"] == answer["lineage"]["retriever_index"]
 
 
 def test_poorly_grounded_answers_are_flagged_or_withheld(http: httpx.Client, stack: Stack) -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -14,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import INVALID_SPAN, SpanKind, Tracer
 
+from tests.support.otlp_receiver import Received, otlp_receiver
 from trivium.common.logs import REQUEST_ID
 from trivium.gateway.config import TracingSection
 from trivium.gateway.telemetry import tracing
@@ -129,36 +127,14 @@ def test_without_an_endpoint_tracing_stays_off(monkeypatch: pytest.MonkeyPatch) 
         shutdown()
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[str, str, bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((self.path, self.headers["Content-Type"], body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def otlp_receiver() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
-    received: list[tuple[str, str, bytes]] = []
-    handler = type("Receiver", (_Receiver,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
-    thread.join()
+@pytest.fixture(name="otlp_receiver")
+def _otlp_receiver() -> Iterator[tuple[str, Received]]:
+    with otlp_receiver() as receiver:
+        yield receiver
 
 
 def test_spans_reach_an_otlp_http_receiver(
-    otlp_receiver: tuple[str, list[tuple[str, str, bytes]]],
+    otlp_receiver: tuple[str, Received],
 ) -> None:
     base_url, received = otlp_receiver
     section = TracingSection(otlp_endpoint=f"{base_url}/v1/traces", service_name="gw-test")
@@ -192,7 +168,7 @@ def test_spans_reach_an_otlp_http_receiver(
 
 
 def test_sample_ratio_zero_records_nothing(
-    otlp_receiver: tuple[str, list[tuple[str, str, bytes]]],
+    otlp_receiver: tuple[str, Received],
 ) -> None:
     base_url, received = otlp_receiver
     section = TracingSection(otlp_endpoint=f"{base_url}/v1/traces", sample_ratio=0.0)
