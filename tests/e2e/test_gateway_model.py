@@ -29,7 +29,12 @@ ADMIN = {"authorization": "Bearer model-admin"}
 GPU_USD_PER_TOKEN = 3.6 / 3_600_000
 MAX_TOKENS = 8
 KB = [
-    {"id": "refunds", "title": "Refunds", "source": "kb/refunds.md", "text": "Refunds go to billing."},
+    {
+        "id": "refunds",
+        "title": "Refunds",
+        "source": "kb/refunds.md",
+        "text": "Refunds go to billing.",
+    },
     {"id": "crashes", "title": "Crashes", "source": "kb/crashes.md", "text": "Crashes are bugs."},
 ]
 TEMPLATE_BODY = "Ticket: {{ ticket }}"
@@ -37,10 +42,11 @@ CONTEXT_HEAD = "Answer from the numbered passages below; cite them as [1], [2], 
 
 
 def policy_yaml(model_url: str) -> str:
+    price = "{gpu_hour_usd: 3.6, tokens_per_hour: 3600000}"
     return f"""
 version: 1
 upstreams:
-  local: {{url: "{model_url}/v1", model: base, price: {{gpu_hour_usd: 3.6, tokens_per_hour: 3600000}}}}
+  local: {{url: "{model_url}/v1", model: base, price: {price}}}
 features:
   triage:
     route: finetune
@@ -201,7 +207,8 @@ def test_finetune_road_serves_the_exact_adapter_version(stack: Stack) -> None:
     assert body["lineage"]["template"] == body["template"] == "triage@1"
     assert body["lineage"]["upstream"] == "local"
     assert body["citations"] == []
-    assert body["groundedness"] is None and body["verdict"] is None
+    assert body["groundedness"] is None
+    assert body["verdict"] is None
 
     messages = ticket_messages(ticket)
     v1 = direct(stack, "triage-lora@1", messages)
@@ -337,6 +344,5 @@ def test_promoting_and_rolling_back_the_adapter_is_seen_by_the_next_requests(
             assert rolled.status_code == 200, rolled.text
             assert rolled.json()["to_version"] == 1
     back = _serving_version(stack, ticket, 1)
-    assert back["output"] == direct(stack, "triage-lora@1", messages)["choices"][0]["message"][
-        "content"
-    ]
+    expected = direct(stack, "triage-lora@1", messages)
+    assert back["output"] == expected["choices"][0]["message"]["content"]

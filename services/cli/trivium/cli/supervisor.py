@@ -33,6 +33,10 @@ class Supervisor:
             self._env["TRIVIUM_CONFIG"] = str(config_file.resolve())
         self._stop = False
 
+    def set_env(self, name: str, value: str) -> None:
+        """Set a variable for the children started from now on."""
+        self._env[name] = value
+
     def start(self, child: Child) -> None:
         command = [sys.executable, "-m", "trivium.cli.main", *child.args]
         child.process = subprocess.Popen(command, env=self._env)  # noqa: S603 - our own CLI

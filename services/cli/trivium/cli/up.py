@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 
@@ -13,7 +14,7 @@ from trivium.cli.context import CliState, open_templates, run_async
 from trivium.cli.demo import seed_demo_templates
 from trivium.cli.supervisor import Child, Supervisor
 from trivium.common.redis_server import EmbeddedRedis
-from trivium.gateway.config import GatewaySettings
+from trivium.gateway.config import GatewaySettings, RetrieverClientSection
 from trivium.model.config import ModelSettings
 from trivium.retriever.config import RetrieverSettings
 
@@ -50,6 +51,30 @@ def _ingest_demo_knowledge(base_url: str) -> str:
     return f"docs: {summary.line()}"
 
 
+def _write_demo_policy(data_dir: Path, model_url: str) -> Path:
+    """The shipped demo policy, pointed at this run's model service, under data_dir."""
+    text = resources.files("trivium.cli").joinpath("demo_policy.yaml").read_text("utf-8")
+    path = data_dir / "demo-policy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.format(model_url=model_url), encoding="utf-8")
+    return path
+
+
+def _try_it(gateway_url: str) -> str:
+    calls = (
+        ("marketing-copy", '{"input": {"product": "a solar kettle", "audience": "campers", "tone": "playful"}}'),
+        ("docs-qa", '{"input": {"question": "How does the gateway pick a road?"}}'),
+        ("ticket-triage", '{"input": {"ticket": "I was charged twice this month"}}'),
+    )
+    lines = ["try one road each:"]
+    for feature, body in calls:
+        lines.append(
+            f"  curl -s {gateway_url}/v1/features/{feature}/invoke "
+            f"-H 'content-type: application/json' -d '{body}'"
+        )
+    return "\n".join(lines)
+
+
 @click.command()
 @click.option("--skip-model", is_flag=True, help="Run without the model service.")
 @click.option("--skip-retriever", is_flag=True, help="Run without the retriever.")
@@ -80,23 +105,30 @@ def up(state: CliState, skip_model: bool, skip_retriever: bool) -> None:
                 return await seed_demo_templates(registry)
 
         click.echo(f"templates: {', '.join(run_async(seed()))}", err=True)
+        model_url = f"http://{_local(model.model.host)}:{model.model.port}"
+        retriever_section = state.settings(RetrieverSettings).retriever
+        retriever_url = f"http://{_local(retriever_section.host)}:{retriever_section.port}"
+        if gateway.gateway.policy_file is None:
+            policy_file = _write_demo_policy(gateway.data_dir, model_url)
+            supervisor.set_env("TRIVIUM_GATEWAY__POLICY_FILE", str(policy_file))
+            click.echo(f"policy: {policy_file} (the demo policy; edit it live)", err=True)
+        if gateway.gateway.retriever.url == RetrieverClientSection().url:
+            supervisor.set_env("TRIVIUM_GATEWAY__RETRIEVER__URL", retriever_url)
         if not skip_model:
             from trivium.model.demo import run_init_demo  # imported late: loads torch
 
             report = run_async(run_init_demo(model))
             click.echo(f"model: {report.summary()}", err=True)
-            model_url = f"http://{_local(model.model.host)}:{model.model.port}"
             supervisor.start(Child("model service", ["model", "serve"], f"{model_url}/readyz"))
             click.echo(f"model service: {model_url}/v1 (OpenAI API)", err=True)
         if not skip_retriever:
-            section = state.settings(RetrieverSettings).retriever
-            retriever_url = f"http://{_local(section.host)}:{section.port}"
             supervisor.start(Child("retriever", ["retriever", "serve"], f"{retriever_url}/readyz"))
             click.echo(_ingest_demo_knowledge(retriever_url), err=True)
             click.echo(f"retriever: {retriever_url}/v1/collections", err=True)
         gateway_url = f"http://{_local(gateway.gateway.host)}:{gateway.gateway.port}"
         supervisor.start(Child("gateway", ["gateway", "serve"], f"{gateway_url}/readyz"))
         click.echo(f"gateway: {gateway_url} (OpenAPI at /schema); Ctrl-C stops", err=True)
+        click.echo(_try_it(gateway_url), err=True)
         status = supervisor.wait()
     except _StopRequested:
         status = 0
