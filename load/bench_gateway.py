@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -378,7 +378,7 @@ async def drive(
     request: Request,
     n: int,
     concurrency: int,
-    on_done: Any = None,
+    on_done: Callable[[], None] | None = None,
 ) -> Load:
     """`n` requests from `concurrency` closed-loop workers."""
     load = Load()

@@ -284,15 +284,18 @@ def test_prompt_road_renders_the_template_and_accounts_for_it(
     def grew(name: str, **labels: str) -> float:
         return sample_value(after, name, **labels) - sample_value(before, name, **labels)
 
-    assert grew("trivium_requests_total", feature="copy", route="prompt", variant="", status="ok") == 1
+    assert (
+        grew("trivium_requests_total", feature="copy", route="prompt", variant="", status="ok") == 1
+    )
     assert grew("trivium_tokens_total", feature="copy", route="prompt", kind="prompt") == 6
     assert grew("trivium_tokens_total", feature="copy", route="prompt", kind="completion") == 7
     assert grew("trivium_cost_usd_total", feature="copy", route="prompt", variant="") == (
         pytest.approx(0.020)
     )
-    assert grew(
-        "trivium_request_duration_seconds_count", feature="copy", route="prompt", variant=""
-    ) == 1
+    assert (
+        grew("trivium_request_duration_seconds_count", feature="copy", route="prompt", variant="")
+        == 1
+    )
 
 
 def test_rag_road_cites_its_passages_and_scores_groundedness(
@@ -395,6 +398,38 @@ def test_streaming_sends_deltas_then_a_summary(http: httpx.Client) -> None:
     summary = events[-1][1]
     assert text == summary["output"] == "echo: Question: hi there"
     assert summary["usage"]["completion_tokens"] == 4
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    events, event = [], ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            events.append((event, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def test_a_stream_that_fails_before_its_first_byte_keeps_its_status(http: httpx.Client) -> None:
+    body = {"input": {"question": "anyone?"}, "stream": True}
+    with http.stream("POST", "/v1/features/lonely/invoke", json=body) as response:
+        response.read()
+        assert response.status_code == 503
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "retry-after" in response.headers
+
+
+def test_a_stream_cut_midway_ends_with_an_error_event(http: httpx.Client, stack: Stack) -> None:
+    stack.hosted.cut_stream_next()
+    body = {"input": {"question": "cut me off"}, "stream": True}
+    with http.stream("POST", "/v1/features/ask/invoke", json=body) as response:
+        assert response.status_code == 200
+        events = sse_events(response)
+    assert events[0] == ("delta", {"text": "echo:"})
+    kind, problem = events[-1]
+    assert kind == "error"
+    assert problem["status"] == 502
+    assert problem["upstream_error"] == "protocol"
 
 
 # -- the OpenAI protocol ----------------------------------------------------------------------
@@ -510,7 +545,9 @@ def test_the_response_cache_answers_repeats_without_the_upstream(
     other = invoke(http, "cached", input={"question": "something else"}).json()
     assert other["cached"] is False
     metrics = stack.metrics()
-    assert sample_value(metrics, "trivium_cache_requests_total", feature="cached", result="hit") >= 1
+    assert (
+        sample_value(metrics, "trivium_cache_requests_total", feature="cached", result="hit") >= 1
+    )
 
 
 # -- failures -------------------------------------------------------------------------------
@@ -532,12 +569,15 @@ def test_fallback_on_upstream_death_then_the_circuit_opens(
     assert reasons[-1] == "circuit_open"
     metrics = stack.metrics()
     assert sample_value(metrics, "trivium_upstream_circuit_state", upstream="dead") == 2
-    assert sample_value(
-        metrics,
-        "trivium_fallbacks_total",
-        feature="resilient",
-        **{"from": "prompt", "to": "prompt", "reason": "circuit_open"},
-    ) >= 1
+    assert (
+        sample_value(
+            metrics,
+            "trivium_fallbacks_total",
+            feature="resilient",
+            **{"from": "prompt", "to": "prompt", "reason": "circuit_open"},
+        )
+        >= 1
+    )
 
 
 def test_no_fallback_left_is_a_clear_503_with_retry_after(http: httpx.Client) -> None:
@@ -587,7 +627,12 @@ def test_overload_is_503_at_once_never_a_queue(stack: Stack) -> None:
     [
         ("no-such-feature", {"input": {"question": "x"}}, 404, "feature"),
         ("ask", {}, 400, "input"),
-        ("ask", {"input": {"question": "x"}, "messages": [{"role": "user", "content": "x"}]}, 400, "input"),
+        (
+            "ask",
+            {"input": {"question": "x"}, "messages": [{"role": "user", "content": "x"}]},
+            400,
+            "input",
+        ),
         ("ask", {"input": {"question": "x"}, "colour": "red"}, 400, "colour"),
         ("ask", {"input": {"question": "x"}, "max_tokens": 0}, 400, "max_tokens"),
         ("ask", {"input": {"wrong": "x"}}, 400, "input.question"),
@@ -609,7 +654,9 @@ def test_bad_input_gets_a_problem_naming_the_field(
 
 def test_malformed_and_oversize_bodies_are_refused(http: httpx.Client) -> None:
     broken = http.post(
-        "/v1/features/ask/invoke", content=b"{not json", headers={"content-type": "application/json"}
+        "/v1/features/ask/invoke",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
     )
     assert broken.status_code == 400
     huge = http.post("/v1/features/ask/invoke", json={"input": {"question": "x" * 2_000_000}})
@@ -673,7 +720,9 @@ def test_flipping_a_route_under_load_fails_no_request(http: httpx.Client, stack:
 
 
 def test_a_bad_policy_file_keeps_the_good_one_serving(http: httpx.Client, stack: Stack) -> None:
-    stack.policy_file.write_text(stack.policy_file.read_text().replace("route: prompt", "route: telepathy", 1))
+    stack.policy_file.write_text(
+        stack.policy_file.read_text().replace("route: prompt", "route: telepathy", 1)
+    )
     try:
         rejected = http.post("/v1/policy:reload", headers=ADMIN)
         assert rejected.status_code == 422
@@ -697,5 +746,3 @@ def test_stats_summarise_the_window(http: httpx.Client) -> None:
     assert route["error_rate"] == 0
     latency = route["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
-
-

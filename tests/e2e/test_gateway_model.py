@@ -68,6 +68,11 @@ features:
     upstream: local
     fallback: [prompt]
     limits: {{max_tokens: {MAX_TOKENS}}}
+  triage-dangling:
+    route: finetune
+    adapter: missing-lora@production
+    upstream: local
+    limits: {{max_tokens: {MAX_TOKENS}}}
 """
 
 
@@ -291,18 +296,25 @@ def test_streaming_the_finetune_road_reports_the_version_and_real_usage(stack: S
     assert summary["usage"] == expected["usage"]
 
 
-def test_an_unknown_adapter_is_a_feature_misconfiguration_not_a_fallback(stack: Stack) -> None:
-    """The gateway resolves the adapter in the registry before calling anything: an unknown
-    one is a 500 naming the field, and the fallback chain is not tried (it is a broken
-    policy, not a failing road); the model service is never called."""
+def test_an_unknown_adapter_falls_back_or_is_a_misconfiguration(stack: Stack) -> None:
+    """The gateway resolves the adapter in the registry before calling anything. A dangling
+    reference fails its road: with a fallback the prompt road answers (and says why), without
+    one it is a 500 naming the field and the model service is never called."""
     before = model_requests(stack, "base")
     response = invoke(stack, "triage-fallback", input={"ticket": "x"}, temperature=0)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["route"] == "prompt"
+    assert body["adapter"] is None
+    assert body["fallback"] == {"from": "finetune", "reason": "misconfigured"}
+    assert model_requests(stack, "base") == before + 1
+    response = invoke(stack, "triage-dangling", input={"ticket": "x"}, temperature=0)
     assert response.status_code == 500, response.text
     problem = response.json()
     assert problem["code"] == "feature_misconfigured"
     assert problem["field"] == "adapter"
     assert "missing-lora@production" in problem["detail"]
-    assert model_requests(stack, "base") == before
+    assert model_requests(stack, "base") == before + 1
 
 
 def _serving_version(stack: Stack, ticket: str, version: int) -> dict[str, Any]:

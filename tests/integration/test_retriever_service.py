@@ -60,7 +60,7 @@ DOCS = [
 ]
 
 
-_RECHUNKED: dict[str, object] = {"chunking": {"max_chars": 200, "overlap_chars": 40}}
+_RECHUNKED = {"max_chars": 200, "overlap_chars": 40}
 
 
 def _section(**overrides: object) -> RetrieverSection:
@@ -420,7 +420,7 @@ async def test_index_version_names_the_recipe(
     version = (await service.stats("kb")).index_version
     assert (await service.stats("copy")).index_version == version  # equal content
 
-    rechunked = _service(store, dense_embedder, **_RECHUNKED)
+    rechunked = _service(store, dense_embedder, chunking=_RECHUNKED)
     before = (await rechunked.stats("copy")).index_version
     assert before.split("-")[1] == version.split("-")[1]  # the same chunks are indexed ...
     assert before.split("-")[0] != version.split("-")[0]  # ... but queries embed differently
@@ -428,7 +428,7 @@ async def test_index_version_names_the_recipe(
     assert len(result.updated) == 3  # the recipe is in the content hash
     after = (await rechunked.stats("copy")).index_version
     assert after.split("-")[1] != version.split("-")[1]
-    recounted = _service(store, dense_embedder, **_RECHUNKED)
+    recounted = _service(store, dense_embedder, chunking=_RECHUNKED)
     assert (await recounted.stats("copy")).index_version == after
 
 

@@ -28,7 +28,10 @@ def _normalise(value: Any) -> Any:
 
 def cache_key(prefix: str, parts: tuple[str, ...], request: Any) -> str:
     """`parts` name what serves the answer (feature, variant, route, template and adapter
-    versions, index version, upstream model); `request` is the caller's input and settings."""
+    versions); `request` is the caller's input and settings (with the policy hash, which
+    covers upstream models and retrieval settings). The retriever's index version is not in
+    the key, as the lookup comes before retrieval: after a re-ingest, a cached RAG answer
+    lives out its TTL."""
     digest = hashlib.sha256(msgspec.json.encode(_normalise(request), order="sorted")).hexdigest()
     return f"{prefix}:cache:{':'.join(parts)}:{digest[:32]}"
 

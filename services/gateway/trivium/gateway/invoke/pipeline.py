@@ -297,12 +297,23 @@ class Invoker:
         )
 
     def _fell_back(
-        self, call: Call, arms: list[Arm], index: int, exc: UpstreamError | RetrievalError
+        self,
+        call: Call,
+        arms: list[Arm],
+        index: int,
+        exc: UpstreamError | RetrievalError | FeatureMisconfiguredError,
     ) -> FallbackInfo:
-        """Hand over to the next road, or raise the failure when none is left or time is up."""
+        """Hand over to the next road, or raise the failure when none is left or time is up.
+
+        A dangling template or adapter reference (e.g. a policy shipped before its adapter
+        was promoted) fails its road like an upstream would: logged, counted, fallen back."""
         if index + 1 >= len(arms) or time.monotonic() >= call.deadline:
+            if isinstance(exc, FeatureMisconfiguredError):
+                raise exc
             raise failure_error(call.feature_name, exc) from exc
-        reason = failure_reason(exc)
+        reason = (
+            "misconfigured" if isinstance(exc, FeatureMisconfiguredError) else failure_reason(exc)
+        )
         road, next_road = arms[index].route, arms[index + 1].route
         self.kpis.fallback(call.feature_name, road, next_road, reason)
         log.warning(
@@ -375,7 +386,7 @@ class Invoker:
                             )
                         )
                 plan.timings.generate = (time.perf_counter() - began) * 1000
-            except (UpstreamError, RetrievalError) as exc:
+            except (UpstreamError, RetrievalError, FeatureMisconfiguredError) as exc:
                 fallback = self._fell_back(call, arms, index, exc)
                 continue
             usage = Usage(
@@ -437,8 +448,8 @@ class Invoker:
                         else:
                             end = chunk
                 plan.timings.generate = (time.perf_counter() - began) * 1000
-            except (UpstreamError, RetrievalError) as exc:
-                if sent:
+            except (UpstreamError, RetrievalError, FeatureMisconfiguredError) as exc:
+                if sent and isinstance(exc, UpstreamError):  # the caller has part of it
                     raise failure_error(call.feature_name, exc) from exc
                 fallback = self._fell_back(call, arms, index, exc)
                 continue
