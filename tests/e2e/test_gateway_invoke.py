@@ -62,6 +62,7 @@ upstreams:
   hosted: {{url: "{hosted}", model: hosted-model, price: {{prompt_per_1k: 1.0, completion_per_1k: 2.0}}}}
   backup: {{url: "{backup}", model: backup-model, price: {{gpu_hour_usd: 3.6, tokens_per_hour: 3600000}}}}
   dead: {{url: "{dead}", model: gone, connect_timeout_s: 0.5}}
+  gone: {{url: "{dead}", model: gone-too, connect_timeout_s: 0.5}}
   slow: {{url: "{slow}", model: slow-model}}
 features:
   copy:
@@ -110,6 +111,10 @@ features:
     route: prompt
     template: ask@production
     upstream: dead
+  lonely-stream:
+    route: prompt
+    template: ask@production
+    upstream: gone
   hurried:
     route: prompt
     template: ask@production
@@ -296,6 +301,12 @@ def test_prompt_road_renders_the_template_and_accounts_for_it(
         grew("trivium_request_duration_seconds_count", feature="copy", route="prompt", variant="")
         == 1
     )
+    assert (
+        sample_value(
+            after, "trivium_template_version_info", template="copy", label="production", version="1"
+        )
+        == 1
+    )
 
 
 def test_rag_road_cites_its_passages_and_scores_groundedness(
@@ -412,7 +423,7 @@ def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
 
 def test_a_stream_that_fails_before_its_first_byte_keeps_its_status(http: httpx.Client) -> None:
     body = {"input": {"question": "anyone?"}, "stream": True}
-    with http.stream("POST", "/v1/features/lonely/invoke", json=body) as response:
+    with http.stream("POST", "/v1/features/lonely-stream/invoke", json=body) as response:
         response.read()
         assert response.status_code == 503
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -652,6 +663,15 @@ def test_bad_input_gets_a_problem_naming_the_field(
     assert response.json()["field"] == field
 
 
+def test_the_openapi_schema_documents_the_invoke_routes(http: httpx.Client) -> None:
+    schema = http.get("/schema/openapi.json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/v1/features/{feature}/invoke" in paths
+    assert "/v1/chat/completions" in paths
+    assert "/v1/stats" in paths
+
+
 def test_malformed_and_oversize_bodies_are_refused(http: httpx.Client) -> None:
     broken = http.post(
         "/v1/features/ask/invoke",
@@ -734,11 +754,11 @@ def test_a_bad_policy_file_keeps_the_good_one_serving(http: httpx.Client, stack:
 
 def test_stats_summarise_the_window(http: httpx.Client) -> None:
     for _ in range(3):
-        assert invoke(http, "ask", input={"question": "stats"}).status_code == 200
+        assert invoke(http, "copy", input={"product": "stats"}).status_code == 200
     deadline = time.monotonic() + 5
     while True:
-        stats = http.get("/v1/stats", params={"feature": "ask"}).json()
-        route = stats["features"].get("ask", {}).get("prompt")
+        stats = http.get("/v1/stats", params={"feature": "copy"}).json()
+        route = stats["features"].get("copy", {}).get("prompt")
         if route and route["count"] >= 3:
             break
         assert time.monotonic() < deadline, stats

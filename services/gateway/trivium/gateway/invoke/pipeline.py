@@ -171,13 +171,17 @@ class Invoker:
 
     async def _template(self, ref: str) -> ArtifactVersion:
         try:
-            return await self.templates.resolve(ref)
+            template = await self.templates.resolve(ref)
         except RegistryUnavailableError:
             raise
         except TriviumError as exc:
             raise FeatureMisconfiguredError(
                 f"the policy's template {ref} cannot be resolved: {exc.message}", field="template"
             ) from exc
+        label = ref.partition("@")[2]
+        if label and not label.isdigit():
+            self.kpis.template_version(template.name, label, template.version)
+        return template
 
     async def _adapter(self, ref: str) -> str:
         """`name@label` to the exact `name@version` the upstream will serve."""
