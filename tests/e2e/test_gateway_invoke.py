@@ -59,8 +59,14 @@ def policy_yaml(hosted: str, backup: str, dead: str, slow: str, flip_route: str 
     return f"""
 version: 1
 upstreams:
-  hosted: {{url: "{hosted}", model: hosted-model, price: {{prompt_per_1k: 1.0, completion_per_1k: 2.0}}}}
-  backup: {{url: "{backup}", model: backup-model, price: {{gpu_hour_usd: 3.6, tokens_per_hour: 3600000}}}}
+  hosted:
+    url: "{hosted}"
+    model: hosted-model
+    price: {{prompt_per_1k: 1.0, completion_per_1k: 2.0}}
+  backup:
+    url: "{backup}"
+    model: backup-model
+    price: {{gpu_hour_usd: 3.6, tokens_per_hour: 3600000}}
   dead: {{url: "{dead}", model: gone, connect_timeout_s: 0.5}}
   gone: {{url: "{dead}", model: gone-too, connect_timeout_s: 0.5}}
   slow: {{url: "{slow}", model: slow-model}}
@@ -404,7 +410,8 @@ def test_streaming_sends_deltas_then_a_summary(http: httpx.Client) -> None:
             elif line.startswith("data: "):
                 events.append((event, json.loads(line.removeprefix("data: "))))
     kinds = [kind for kind, _ in events]
-    assert kinds[-1] == "summary" and set(kinds[:-1]) == {"delta"}
+    assert kinds[-1] == "summary"
+    assert set(kinds[:-1]) == {"delta"}
     text = "".join(data["text"] for kind, data in events if kind == "delta")
     summary = events[-1][1]
     assert text == summary["output"] == "echo: Question: hi there"
@@ -449,12 +456,15 @@ def test_a_stream_cut_midway_ends_with_an_error_event(http: httpx.Client, stack:
 def test_the_openai_client_works_unchanged(stack: Stack) -> None:
     client = openai.OpenAI(base_url=f"{stack.gateway.base_url}/v1", api_key="unused")
     try:
+        models = {model.id for model in client.models.list()}
+        assert {"ask", "kb", "copy"} <= models
         completion = client.chat.completions.create(
             model="ask", messages=[{"role": "user", "content": "how are you"}], max_tokens=20
         )
         assert completion.choices[0].message.content == "echo: Question: how are you"
         assert completion.choices[0].finish_reason == "stop"
-        assert completion.usage is not None and completion.usage.completion_tokens == 5
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens == 5
         extension = (completion.model_extra or {})["trivium"]
         assert extension["route"] == "prompt"
         assert extension["lineage"]["template"] == "ask@1"
@@ -467,7 +477,8 @@ def test_the_openai_client_works_unchanged(stack: Stack) -> None:
         chunks = list(stream)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == "echo: Question: stream me"
-        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == 4
         with pytest.raises(openai.NotFoundError) as missing:
             client.chat.completions.create(
                 model="no-such-feature", messages=[{"role": "user", "content": "x"}]

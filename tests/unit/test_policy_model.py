@@ -225,7 +225,8 @@ def test_variants_shadow_and_fallback_are_checked() -> None:
         ),
         (
             "features.support-kb.fallback[3]",
-            "unknown road or variant 'warp'; roads: prompt, rag, finetune, rag+prompt, finetune+rag",
+            "unknown road or variant 'warp'; roads: "
+            "prompt, rag, finetune, rag+prompt, finetune+rag",
         ),
     }
 

@@ -62,7 +62,10 @@ def _write_demo_policy(data_dir: Path, model_url: str) -> Path:
 
 def _try_it(gateway_url: str) -> str:
     calls = (
-        ("marketing-copy", '{"input": {"product": "a solar kettle", "audience": "campers", "tone": "playful"}}'),
+        (
+            "marketing-copy",
+            '{"input": {"product": "a solar kettle", "audience": "campers", "tone": "playful"}}',
+        ),
         ("docs-qa", '{"input": {"question": "How does the gateway pick a road?"}}'),
         ("ticket-triage", '{"input": {"ticket": "I was charged twice this month"}}'),
     )

@@ -25,6 +25,7 @@ from trivium.gateway.invoke import (
     ResponseCache,
     RetrieverClient,
     ShadowRunner,
+    list_models,
 )
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
 from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, configure_tracing
@@ -126,6 +127,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         route_handlers=[
             InvokeController,
             ChatCompletionsController,
+            list_models,
             TemplateController,
             PolicyController,
             StatsController,

@@ -2,7 +2,7 @@
 
 from trivium.gateway.invoke.cache import ResponseCache
 from trivium.gateway.invoke.limiter import InFlightLimiter
-from trivium.gateway.invoke.openai_routes import ChatCompletionsController
+from trivium.gateway.invoke.openai_routes import ChatCompletionsController, list_models
 from trivium.gateway.invoke.pipeline import Call, Invoker
 from trivium.gateway.invoke.retrieval import RetrieverClient
 from trivium.gateway.invoke.routes import InvokeController
@@ -20,4 +20,5 @@ __all__ = (
     "ResponseCache",
     "RetrieverClient",
     "ShadowRunner",
+    "list_models",
 )

@@ -14,7 +14,7 @@ _STOPWORDS = frozenset(
     """a an the and or but if then else of to in on at by for with from as is are was were be
     been being it its this that these those there here i you he she we they me him her us them
     my your his our their what which who whom whose when where why how not no yes do does did
-    so than too very can could should would will shall may might must have has had""".split()
+    so than too very can could should would will shall may might must have has had""".split()  # noqa: SIM905
 )
 
 

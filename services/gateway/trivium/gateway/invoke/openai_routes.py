@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_200_OK
 
@@ -25,7 +25,7 @@ from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse, Messag
 from trivium.gateway.invoke.sse import EventStream, start_stream
 from trivium.gateway.policy import LoadedPolicy
 
-__all__ = ("ChatCompletionsController", "ChatRequest")
+__all__ = ("ChatCompletionsController", "ChatRequest", "list_models")
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -266,3 +266,15 @@ class ChatCompletionsController(Controller):
             raise
         include_usage = data.stream_options is not None and data.stream_options.include_usage
         return EventStream(_chunks(events, data.model, call.request_id, include_usage, limiter))
+
+
+@get("/v1/models", tags=["openai"], sync_to_thread=False, summary="The features, as OpenAI models")
+def list_models(policy: LoadedPolicy) -> dict[str, Any]:
+    created = int(policy.loaded_at)
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "trivium"}
+            for name in sorted(policy.policy.features)
+        ],
+    }

@@ -34,7 +34,6 @@ from trivium.gateway.invoke.inputs import (
     upstream_messages,
 )
 from trivium.gateway.invoke.retrieval import RetrievalError, RetrieverClient, SearchHit
-from trivium.gateway.invoke.shadow import ShadowRunner, shadow_arms
 from trivium.gateway.invoke.schemas import (
     Citation,
     FallbackInfo,
@@ -45,6 +44,7 @@ from trivium.gateway.invoke.schemas import (
     Usage,
     Verdict,
 )
+from trivium.gateway.invoke.shadow import ShadowRunner, shadow_arms
 from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
 from trivium.gateway.policy.model import Arm, Feature, Road
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus
@@ -509,7 +509,7 @@ class Invoker:
         began = time.perf_counter()
         try:
             raw = await self.cache.get(key)
-        except Exception:  # noqa: BLE001 - a cache outage is a miss, never a failure
+        except Exception:
             self.kpis.cache(call.feature_name, "error")
             return None
         self.kpis.stage(call.feature_name, "cache", time.perf_counter() - began)
@@ -535,7 +535,7 @@ class Invoker:
         ttl = call.feature.cache.ttl_s or self.default_cache_ttl_s
         try:
             stored = await self.cache.put(key, _ENCODER.encode(response), ttl)
-        except Exception:  # noqa: BLE001 - losing a cache write loses nothing else
+        except Exception:
             self.kpis.cache(call.feature_name, "error")
             return
         if stored:

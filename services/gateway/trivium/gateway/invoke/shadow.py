@@ -97,7 +97,7 @@ class ShadowRunner:
         status: ShadowStatus = "ok"
         try:
             answer = await generate()
-        except Exception as exc:  # noqa: BLE001 - a shadow's failure is data, not an error
+        except Exception as exc:
             status, error = "error", f"{type(exc).__name__}: {exc}"
         self._kpis.shadow(feature, name, status)
         record = ShadowRecord(
