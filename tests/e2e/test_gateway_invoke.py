@@ -534,7 +534,7 @@ def test_a_shadow_runs_on_a_copy_and_is_never_returned(http: httpx.Client, stack
         records: list[Any] = []
         while not records:
             assert time.monotonic() < deadline, "no shadow record"
-            records = client.xrange(f"{stack.prefix}:shadow:shadowed")
+            records = client.xrange(f"{stack.prefix}:shadow:shadowed") or []
             time.sleep(0.05)
         record = json.loads(records[-1][1][b"record"])
     finally:

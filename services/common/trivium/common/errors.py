@@ -89,6 +89,7 @@ class UnavailableError(TriviumError):
     status_code = 503
     code = "unavailable"
     title = "Service unavailable"
+    retry_after_s: int
 
     def __init__(
         self,
