@@ -90,6 +90,12 @@ features:
     template: ask@production
     upstream: hosted
     retrieval: {{collection: kb, k: 2, mode: dense, min_groundedness: 0.5, on_fail: withhold}}
+  kb-short:
+    route: rag
+    template: answer@production
+    upstream: hosted
+    temperature: 0.3
+    retrieval: {{collection: kb, k: 1, mode: sparse, max_passage_chars: 20}}
   kb-missing:
     route: rag
     template: answer@production
@@ -368,6 +374,19 @@ def test_each_stage_is_a_span_with_genai_attributes(http: httpx.Client, stack: S
     assert lineage["trivium.policy_hash"] == answer["lineage"]["policy_hash"]
     assert lineage["trivium.template"] == "answer@1"
     assert lineage["trivium.retriever_index"] == answer["lineage"]["retriever_index"]
+
+
+def test_passages_are_cut_to_the_policy_length_and_the_feature_sets_temperature(
+    http: httpx.Client, stack: Stack
+) -> None:
+    body = invoke(http, "kb-short", input={"question": "refunds card"}).json()
+    assert body["citations"][0]["doc_id"] == "refunds"
+    assert body["citations"][0]["offsets"] == [0, 20]
+    sent = stack.hosted.requests[-1].body
+    assert "[1] Refunds reach the or\n" in sent["messages"][-1]["content"]
+    assert sent["temperature"] == 0.3
+    invoke(http, "kb-short", input={"question": "refunds card"}, temperature=1.5)
+    assert stack.hosted.requests[-1].body["temperature"] == 1.5
 
 
 def test_poorly_grounded_answers_are_flagged_or_withheld(http: httpx.Client, stack: Stack) -> None:

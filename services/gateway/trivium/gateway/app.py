@@ -24,6 +24,7 @@ from trivium.gateway.invoke import (
     Invoker,
     ResponseCache,
     RetrieverClient,
+    Serving,
     ShadowRunner,
     list_models,
 )
@@ -86,7 +87,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             stats.start()
             app.state.templates = templates
             app.state.stats = stats
-            app.state.invoker = Invoker(
+            invoker = Invoker(
                 templates=templates,
                 adapters=adapters,
                 renderer=renderer,
@@ -99,6 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 stats=stats,
                 shadows=shadows,
             )
+            app.state.serving = Serving(invoker, limiter, policy_holder)
             if not section.admin_tokens:
                 log.warning("no admin tokens configured: registry writes are open")
             log.info(
@@ -140,8 +142,6 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             "renderer": _state_getter("renderer"),
             "policy": Provide(provide_policy, sync_to_thread=False),
             "policy_holder": _state_getter("policy_holder"),
-            "invoker": _state_getter("invoker"),
-            "limiter": _state_getter("limiter"),
             "stats": _state_getter("stats"),
         },
         lifespan=[lifespan],
@@ -150,7 +150,6 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 "settings": settings,
                 "renderer": renderer,
                 "policy_holder": policy_holder,
-                "limiter": limiter,
                 "admin_tokens": section.admin_tokens,
             }
         ),

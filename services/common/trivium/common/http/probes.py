@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from litestar import get
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.middleware import DefineMiddleware
+from litestar.plugins.prometheus import PrometheusController
 from litestar.types import Middleware
+
+from trivium.common.http.metrics import HttpMetricsMiddleware
 
 __all__ = ("PrometheusController", "healthz", "http_metrics_middleware")
 
@@ -17,10 +20,4 @@ def healthz() -> dict[str, str]:
 
 def http_metrics_middleware(service: str) -> Middleware:
     """`trivium_http_*` per route template (not raw path), method and status."""
-    config = PrometheusConfig(
-        app_name=f"trivium-{service}",
-        prefix="trivium_http",
-        group_path=True,
-        exclude=["/metrics", "/healthz", "/readyz"],
-    )
-    return config.middleware
+    return DefineMiddleware(HttpMetricsMiddleware, app_name=f"trivium-{service}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,7 +25,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         supplied = next((v for k, v in scope["headers"] if k == HEADER), b"")
-        request_id = supplied if _SANE.match(supplied) else uuid.uuid4().hex.encode()
+        request_id = supplied if _SANE.match(supplied) else os.urandom(16).hex().encode()
         token = REQUEST_ID.set(request_id.decode())
 
         async def send_with_id(message: Message) -> None:

@@ -7,6 +7,7 @@ from trivium.gateway.invoke.pipeline import Call, Invoker
 from trivium.gateway.invoke.retrieval import RetrieverClient
 from trivium.gateway.invoke.routes import InvokeController
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
+from trivium.gateway.invoke.serving import Serving
 from trivium.gateway.invoke.shadow import ShadowRunner
 
 __all__ = (
@@ -19,6 +20,7 @@ __all__ = (
     "Invoker",
     "ResponseCache",
     "RetrieverClient",
+    "Serving",
     "ShadowRunner",
     "list_models",
 )

@@ -20,8 +20,9 @@ from trivium.common.errors import InvalidInputError, TriviumError
 from trivium.common.http.problems import EXCEPTION_HANDLERS
 from trivium.common.logs import REQUEST_ID
 from trivium.gateway.invoke.limiter import InFlightLimiter
-from trivium.gateway.invoke.pipeline import Invoker, StreamEvent
+from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse, Message
+from trivium.gateway.invoke.serving import serving
 from trivium.gateway.invoke.sse import EventStream, start_stream
 from trivium.gateway.policy import LoadedPolicy
 
@@ -237,15 +238,14 @@ class ChatCompletionsController(Controller):
         summary="OpenAI-compatible chat completions; `model` is the feature's name",
     )
     async def create(
-        self,
-        data: ChatRequest,
-        invoker: Invoker,
-        policy: LoadedPolicy,
-        limiter: InFlightLimiter,
+        self, request: Request[Any, Any, Any], data: ChatRequest
     ) -> Response[bytes] | EventStream:
+        here = serving(request)
+        invoker, limiter = here.invoker, here.limiter
         try:
-            request = data.to_invoke()
-            call = invoker.resolve(data.model, request, policy, REQUEST_ID.get() or "")
+            call = invoker.resolve(
+                data.model, data.to_invoke(), here.policies.current, REQUEST_ID.get() or ""
+            )
         except TriviumError as exc:
             if exc.field == "feature":
                 exc.field = "model"

@@ -213,7 +213,7 @@ class Invoker:
                     s.set_attribute("trivium.hits", len(found.hits))
                     if found.index_version:
                         s.set_attribute("trivium.retriever_index", found.index_version)
-            hits = found.hits
+            hits = _cut(found.hits, arm.retrieval.max_passage_chars)
             index_version = found.index_version
             timings.rerank = found.timings_ms.get("rerank", 0.0)
             timings.retrieve = (time.perf_counter() - began) * 1000 - timings.rerank
@@ -236,8 +236,11 @@ class Invoker:
             "messages": messages,
             "max_tokens": min(call.request.max_tokens or limit, limit),
         }
-        if call.request.temperature is not None:
-            body["temperature"] = call.request.temperature
+        temperature = call.request.temperature
+        if temperature is None:
+            temperature = call.feature.temperature
+        if temperature is not None:
+            body["temperature"] = temperature
         return Plan(arm, upstream, body, template, adapter, hits, index_version, timings)
 
     def _finish(
@@ -613,3 +616,15 @@ def _span_lineage(response: InvokeResponse) -> dict[str, str | bool]:
         if value is not None:
             attributes[key] = value
     return attributes
+
+
+def _cut(hits: list[SearchHit], max_chars: int | None) -> list[SearchHit]:
+    """Passages as the prompt gets them; a cut one's citation covers what was given."""
+    if max_chars is None:
+        return hits
+    return [
+        msgspec.structs.replace(hit, text=hit.text[:max_chars], end=hit.start + max_chars)
+        if len(hit.text) > max_chars
+        else hit
+        for hit in hits
+    ]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
-from litestar import Controller, post
+from litestar import Controller, Request, post
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import TriviumError
 from trivium.common.logs import REQUEST_ID
 from trivium.gateway.invoke.limiter import InFlightLimiter
-from trivium.gateway.invoke.pipeline import Invoker, StreamEvent
+from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
+from trivium.gateway.invoke.serving import serving
 from trivium.gateway.invoke.sse import EventStream, sse_event, start_stream
-from trivium.gateway.policy import LoadedPolicy
 
 __all__ = ("InvokeController",)
 
@@ -48,14 +49,11 @@ class InvokeController(Controller):
         responses=None,
     )
     async def invoke(
-        self,
-        feature: str,
-        data: InvokeRequest,
-        invoker: Invoker,
-        policy: LoadedPolicy,
-        limiter: InFlightLimiter,
+        self, request: Request[Any, Any, Any], feature: str, data: InvokeRequest
     ) -> InvokeResponse | EventStream:
-        call = invoker.resolve(feature, data, policy, REQUEST_ID.get() or "")
+        here = serving(request)
+        invoker, limiter = here.invoker, here.limiter
+        call = invoker.resolve(feature, data, here.policies.current, REQUEST_ID.get() or "")
         limiter.acquire()
         if not data.stream:
             try:

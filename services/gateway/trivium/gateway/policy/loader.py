@@ -60,10 +60,12 @@ FEATURE_KEYS = (
     "shadow",
     "fallback",
     "cache",
+    "temperature",
 )
 VARIANT_KEYS = ("weight", "route", "template", "adapter", "retrieval", "upstream")
 RETRIEVAL_KEYS = (
     "collection",
+    "max_passage_chars",
     "k",
     "mode",
     "rerank",
@@ -381,7 +383,11 @@ def _retrieval(reader: _Reader, path: str, body: object) -> Retrieval:
     on_fail = reader.choice(raw, "on_fail", path, ON_FAIL)
     if on_fail is not None and min_groundedness is None:
         reader.fail(f"{path}.on_fail", "needs min_groundedness")
+    max_passage_chars = None
+    if raw.get("max_passage_chars") is not None:
+        max_passage_chars = reader.integer(raw, "max_passage_chars", path, 20, 100_000, None)
     return Retrieval(
+        max_passage_chars=max_passage_chars,
         collection=collection or "",
         k=k,
         mode=mode,
@@ -488,6 +494,11 @@ def _feature(reader: _Reader, name: str, body: object, upstreams: Collection[str
         limits=_limits(reader, f"{path}.limits", raw.get("limits")),
         variants=_variants(reader, f"{path}.variants", raw.get("variants"), upstreams),
         cache=_cache(reader, f"{path}.cache", raw.get("cache")),
+        temperature=(
+            None
+            if raw.get("temperature") is None
+            else reader.number(raw, "temperature", path, 0, 2, None)
+        ),
     )
     if route is not None:
         for need in feature.arm(name).missing():

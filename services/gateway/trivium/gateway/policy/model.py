@@ -86,6 +86,8 @@ class Retrieval(msgspec.Struct, frozen=True):
     min_groundedness: float | None = None
     on_fail: OnFail = "flag"
     """With min_groundedness: flag a poorly grounded answer, or withhold it."""
+    max_passage_chars: int | None = None
+    """Cut each passage to this many characters in the prompt (a small model's context)."""
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -148,6 +150,8 @@ class Feature(msgspec.Struct, frozen=True):
     """Roads or variant names, tried in order when the road before fails."""
     cache: ResponseCache | None = None
     """Exact-match answers from Redis; unset: every request is generated."""
+    temperature: float | None = None
+    """Sampling temperature when the request sets none; unset: the upstream's default."""
 
     def fallback_arm(self, name: str, entry: str, primary: Arm) -> Arm:
         """A fallback entry as an arm: a variant as it is, a road as `primary` on that road."""
