@@ -24,22 +24,22 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from decimal import Decimal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ("RenderFail", "RenderedChart", "TemplateError", "go_values", "render_chart")
+__all__ = ("ChartFailError", "RenderedChart", "TemplateError", "go_values", "render_chart")
 
 
 class TemplateError(Exception):
     """The template uses something outside the supported subset, or is malformed."""
 
 
-class RenderFail(Exception):
+class ChartFailError(Exception):
     """The chart itself refused to render (`fail`, `required`)."""
 
 
@@ -150,81 +150,97 @@ class Node:
 
 def _lex(source: str, name: str) -> Iterator[tuple[str, str, str]]:
     """(kind, text, where) with `text` or `action` kinds, whitespace trimming applied."""
-    pieces: list[list[str]] = []
     pos = 0
+    trim_left = False
     for match in _ACTION.finditer(source):
-        pieces.append(["text", source[pos : match.start()]])
+        text = source[pos : match.start()]
+        if trim_left:
+            text = text.lstrip(" \t\r\n")
         if match.group(1):
-            pieces[-1][1] = pieces[-1][1].rstrip(" \t\r\n")
+            text = text.rstrip(" \t\r\n")
+        yield _text(text, name)
         line = source.count("\n", 0, match.start()) + 1
-        pieces.append(["action", match.group(2), f"{name}:{line}", bool(match.group(3))])  # type: ignore[list-item]
+        yield "action", match.group(2), f"{name}:{line}"
+        trim_left = bool(match.group(3))
         pos = match.end()
-    pieces.append(["text", source[pos:]])
-    trim_next = False
-    for piece in pieces:
-        if piece[0] == "text":
-            text = piece[1].lstrip(" \t\r\n") if trim_next else piece[1]
-            trim_next = False
-            if "{{" in text or "}}" in text:
-                raise TemplateError(f"{name}: unbalanced braces near {text[:60]!r}")
-            yield "text", text, name
+    text = source[pos:]
+    yield _text(text.lstrip(" \t\r\n") if trim_left else text, name)
+
+
+def _text(text: str, name: str) -> tuple[str, str, str]:
+    if "{{" in text or "}}" in text:
+        raise TemplateError(f"{name}: unbalanced braces near {text[:60]!r}")
+    return "text", text, name
+
+
+class _Parser:
+    """Builds the node tree; `stack` holds (open block, the list it was appended to)."""
+
+    def __init__(self) -> None:
+        self.root: list[Node] = []
+        self.stack: list[tuple[Node, list[Node]]] = []
+        self.current = self.root
+
+    def open(self, node: Node) -> None:
+        self.current.append(node)
+        self.stack.append((node, self.current))
+        self.current = node.body
+
+    def else_(self, toks: list[Tok], where: str) -> None:
+        if not self.stack or self.stack[-1][0].kind not in {"if", "with", "range"}:
+            raise TemplateError(f"{where}: else outside if/with/range")
+        node, parent = self.stack[-1]
+        if node.otherwise:
+            raise TemplateError(f"{where}: a second else")
+        if len(toks) > 1:
+            if toks[1].text != "if" or node.kind != "if":
+                raise TemplateError(f"{where}: only `else if` chains are supported")
+            nested = Node("if", tokens=toks[2:], where=where)
+            node.otherwise = [nested]
+            # `else if` shares the outer `end`: the nested node takes the outer's place
+            self.stack[-1] = (nested, parent)
+            self.current = nested.body
         else:
-            trim_next = bool(piece[3])
-            yield "action", piece[1], piece[2]
+            node.otherwise = [Node("text", text="")]  # marks the else as seen
+            self.current = node.otherwise
 
+    def end(self, toks: list[Tok], where: str) -> None:
+        if not self.stack or len(toks) > 1:
+            raise TemplateError(f"{where}: unexpected end")
+        _node, self.current = self.stack.pop()
 
-def parse(source: str, name: str) -> list[Node]:
-    root: list[Node] = []
-    stack: list[tuple[Node, list[Node]]] = []
-    current = root
-    for kind, text, where in _lex(source, name):
-        if kind == "text":
-            if text:
-                current.append(Node("text", text=text))
-            continue
-        body = text.strip()
+    def action(self, body: str, where: str) -> None:
         if body.startswith("/*"):
             if not body.endswith("*/"):
                 raise TemplateError(f"{where}: unterminated comment")
-            continue
+            return
         toks = _tokens(body, where)
         if not toks:
             raise TemplateError(f"{where}: empty action")
         head = toks[0].text if toks[0].kind == "ident" else ""
         if head in {"if", "with", "range", "define"}:
-            node = Node(head, tokens=toks[1:], where=where)
-            current.append(node)
-            stack.append((node, current))
-            current = node.body
+            self.open(Node(head, tokens=toks[1:], where=where))
         elif head == "else":
-            if not stack or stack[-1][0].kind not in {"if", "with", "range"}:
-                raise TemplateError(f"{where}: else outside if/with/range")
-            node = stack[-1][0]
-            if node.otherwise:
-                raise TemplateError(f"{where}: a second else")
-            if len(toks) > 1:
-                if toks[1].text != "if" or node.kind != "if":
-                    raise TemplateError(f"{where}: only `else if` chains are supported")
-                nested = Node("if", tokens=toks[2:], where=where)
-                node.otherwise = [nested]
-                # `else if` shares the outer `end`: the nested node replaces the outer on the stack
-                stack[-1] = (nested, stack[-1][1])
-                current = nested.body
-            else:
-                node.otherwise = []
-                current = node.otherwise
-                node.otherwise.append(Node("text", text=""))
+            self.else_(toks, where)
         elif head == "end":
-            if not stack or len(toks) > 1:
-                raise TemplateError(f"{where}: unexpected end")
-            _node, current = stack.pop()
+            self.end(toks, where)
         elif head in {"template", "block", "break", "continue", "nil"}:
             raise TemplateError(f"{where}: `{head}` is outside the supported subset")
         else:
-            current.append(Node("action", tokens=toks, where=where))
-    if stack:
-        raise TemplateError(f"{name}: {stack[-1][0].kind} at {stack[-1][0].where} has no end")
-    return root
+            self.current.append(Node("action", tokens=toks, where=where))
+
+
+def parse(source: str, name: str) -> list[Node]:
+    parser = _Parser()
+    for kind, text, where in _lex(source, name):
+        if kind == "action":
+            parser.action(text.strip(), where)
+        elif text:
+            parser.current.append(Node("text", text=text))
+    if parser.stack:
+        node = parser.stack[-1][0]
+        raise TemplateError(f"{name}: {node.kind} at {node.where} has no end")
+    return parser.root
 
 
 # ---------------------------------------------------------------- evaluation
@@ -586,12 +602,12 @@ def _printf(fmt: Any, *args: Any) -> str:
 
 def _required(message: Any, value: Any = None) -> Any:
     if value is None or value == "":
-        raise RenderFail(str(message))
+        raise ChartFailError(str(message))
     return value
 
 
 def _fail(message: Any) -> Any:
-    raise RenderFail(str(message))
+    raise ChartFailError(str(message))
 
 
 def _dict(*pairs: Any) -> dict[str, Any]:
