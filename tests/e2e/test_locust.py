@@ -116,9 +116,11 @@ def run_locust(gateway: ServiceProcess, out: Path, *extra: str) -> subprocess.Co
         "1",
         *extra,
     ]
-    return subprocess.run(
+    result = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
     )
+    (out / "locust.log").write_text(result.stdout + result.stderr)  # kept for a failure's story
+    return result
 
 
 def read_stats(path: Path) -> dict[tuple[str, str], dict[str, str]]:

@@ -413,8 +413,7 @@ def signal_operands(expr: str) -> list[str]:
     for part in split_top_level(expr):
         part = _MODIFIERS.sub("", part, count=1).strip()
         if _wrapped(part):
-            inner = part[1:-1].strip()
-            leaves += signal_operands(inner) if len(split_top_level(inner)) > 1 else [inner]
+            leaves += signal_operands(part[1:-1].strip())
         elif part and not _CONSTANT.match(part):
             leaves.append(part)
     return leaves
