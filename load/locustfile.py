@@ -50,7 +50,6 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -400,17 +399,13 @@ class TriviumUser(FastHttpUser):
         return answer
 
     def _report(self, answer: Answer, latency_ms: float) -> None:
-        fire: Callable[..., Any] = self.environment.events.request.fire
+        stats = self.environment.stats
 
         def entry(name: str, response_time: float, length: int = 0) -> None:
-            fire(
-                request_type=METRIC_TYPE,
-                name=name,
-                response_time=response_time,
-                response_length=length,
-                exception=None,
-                context={},
-            )
+            # Logged on the entry itself, not through events.request: that would also count
+            # these in the Aggregated row, and its requests/s and percentiles would no longer
+            # be the gateway's. Workers still ship them to the master with the other entries.
+            stats.get(name, METRIC_TYPE).log(round(response_time), length)
 
         tokens = answer.prompt_tokens + answer.completion_tokens
         entry(f"route:{answer.route}", answer.timings_ms.get("total", 0.0), tokens)
@@ -516,6 +511,7 @@ def _configure(environment: Environment, **_: Any) -> None:
     TriviumUser.tasks = tasks
     mix_text = ", ".join(f"{entry.feature} {entry.weight}" for entry in mix)
     log.info("mix: %s; payloads from %s", mix_text, folder)
+    _preflight_at_init(environment)
 
 
 def _policy_features(host: str, headers: dict[str, str]) -> set[str] | None:
@@ -529,28 +525,49 @@ def _policy_features(host: str, headers: dict[str, str]) -> set[str] | None:
     return set(features) if isinstance(features, dict) else None
 
 
-@events.test_start.add_listener
-def _preflight(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) or not environment.host:
-        return
+def _missing_features(environment: Environment) -> list[str] | None:
+    """The mix's features that the target's policy lacks; None when that cannot be told."""
     options = environment.parsed_options
     key = getattr(options, "trivium_api_key", "") if options else ""
-    served = _policy_features(environment.host, {"authorization": f"Bearer {key}"} if key else {})
+    host = environment.host or ""
+    served = _policy_features(host, {"authorization": f"Bearer {key}"} if key else {})
     if served is None:
-        return
+        return None
     wanted = {task.feature for task in TriviumUser.tasks if isinstance(task, FeatureTask)}
     missing = sorted(wanted - served)
     if missing:
         log.error(
             "the policy at %s has no feature %s (it serves %s): set --trivium-mix",
-            environment.host,
+            host,
             ", ".join(missing),
             ", ".join(sorted(served)) or "nothing",
         )
+    return missing
+
+
+_checked_hosts: set[str] = set()
+
+
+def _preflight_at_init(environment: Environment) -> None:
+    """With the host known up front (headless, --host): stop before any user starts."""
+    if isinstance(environment.runner, WorkerRunner) or not environment.host:
+        return
+    _checked_hosts.add(environment.host)
+    if _missing_features(environment):
+        sys.exit(2)
+
+
+@events.test_start.add_listener
+def _preflight(environment: Environment, **_: Any) -> None:
+    """A host first given in the web UI: checked when the test starts."""
+    if isinstance(environment.runner, WorkerRunner) or not environment.host:
+        return
+    if environment.host in _checked_hosts:
+        return
+    _checked_hosts.add(environment.host)
+    if _missing_features(environment) and environment.runner is not None:
         environment.process_exit_code = 2
-        runner = environment.runner
-        if runner is not None:
-            gevent.spawn(runner.quit)
+        gevent.spawn(environment.runner.quit)
 
 
 @events.report_to_master.add_listener

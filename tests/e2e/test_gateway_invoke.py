@@ -570,6 +570,9 @@ def test_a_shadow_never_slows_the_caller(http: httpx.Client, stack: Stack) -> No
     began = time.monotonic()
     assert invoke(http, "shadowed", input={"question": "fast?"}).status_code == 200
     assert time.monotonic() - began < 1.5
+    while not stack.backup.requests:  # the shadow did go out (and cannot leak into later tests)
+        assert time.monotonic() - began < 10, "the shadow never reached its upstream"
+        time.sleep(0.02)
 
 
 def test_the_response_cache_answers_repeats_without_the_upstream(

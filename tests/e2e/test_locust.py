@@ -177,7 +177,10 @@ def test_a_mix_naming_a_feature_the_policy_lacks_stops_the_run(
         gateway, tmp_path, "--run-time", "5s", "--trivium-mix", "docs-qa=1,support-kb=1:docs-qa"
     )
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "has no feature support-kb" in result.stderr
+    assert "has no feature support-kb (it serves docs-qa, marketing-copy, ticket-triage)" in (
+        result.stderr
+    )
+    assert "HTTP 404" not in result.stdout + result.stderr  # stopped before the first user
 
 
 # -- the locustfile's pieces, without Locust ------------------------------------------------

@@ -499,15 +499,20 @@ def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
 
 def test_the_dashboard_is_provisionable_and_filters_by_feature_and_route() -> None:
     board = dashboard()
-    assert "__inputs" not in board and "__requires" not in board
-    assert board["uid"] and board["title"] and board["schemaVersion"] >= 39
+    assert "__inputs" not in board
+    assert "__requires" not in board
+    assert board["uid"]
+    assert board["title"]
+    assert board["schemaVersion"] >= 39
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     feature = variables["feature"]
     assert feature["definition"] == "label_values(trivium_requests_total, feature)"
-    assert feature["multi"] and feature["includeAll"] and feature["allValue"] == ".*"
-    assert variables["route"]["multi"] and variables["route"]["includeAll"]
+    for variable in (feature, variables["route"]):
+        assert variable["multi"], variable["name"]
+        assert variable["includeAll"], variable["name"]
+        assert variable["allValue"] == ".*", variable["name"]
     datasource = {"type": "prometheus", "uid": "${datasource}"}
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from trivium.gateway.invoke.schemas import InvokeResponse, Timings, Usage
+from trivium.gateway.telemetry.metrics import KpiRecorder
+
 __all__ = ("ResponseCache", "cache_key")
 
 log = logging.getLogger(__name__)
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(InvokeResponse)
 
 
 def _normalise(value: Any) -> Any:
@@ -39,24 +45,48 @@ def cache_key(prefix: str, parts: tuple[str, ...], request: Any) -> str:
 class ResponseCache:
     """Best effort: a Redis failure is a miss (or a lost store), never a failed request."""
 
-    def __init__(self, client: Redis, max_entry_bytes: int) -> None:
+    def __init__(self, client: Redis, max_entry_bytes: int, kpis: KpiRecorder) -> None:
         self._client = client
         self._max_entry_bytes = max_entry_bytes
+        self._kpis = kpis
 
-    async def get(self, key: str) -> bytes | None:
+    async def lookup(
+        self, feature: str, key: str, request_id: str, started: float
+    ) -> InvokeResponse | None:
+        """The stored answer as this request's: its id, no cost, `cached: true`."""
+        began = time.perf_counter()
         try:
-            value = await self._client.get(key)
+            raw = await self._client.get(key)
         except RedisError as exc:
             log.warning("response cache read failed", extra={"error": str(exc)})
-            raise
-        return value.encode() if isinstance(value, str) else value
+            self._kpis.cache(feature, "error")
+            return None
+        self._kpis.stage(feature, "cache", time.perf_counter() - began)
+        if raw is None:
+            self._kpis.cache(feature, "miss")
+            return None
+        self._kpis.cache(feature, "hit")
+        cached = _DECODER.decode(raw)
+        return msgspec.structs.replace(
+            cached,
+            id=request_id,
+            cached=True,
+            cost_usd=0.0,
+            usage=Usage(0, 0, 0),
+            timings_ms=Timings(total=(time.perf_counter() - started) * 1000),
+        )
 
-    async def put(self, key: str, value: bytes, ttl_s: int) -> bool:
+    async def store(self, feature: str, key: str, response: InvokeResponse, ttl_s: int) -> None:
+        """Only first-choice answers are worth repeating: not withheld, not fallen back."""
+        if response.verdict == "withheld" or response.fallback is not None:
+            return
+        value = _ENCODER.encode(response)
         if len(value) > self._max_entry_bytes:
-            return False
+            return
         try:
             await self._client.set(key, value, ex=ttl_s)
         except RedisError as exc:
             log.warning("response cache write failed", extra={"error": str(exc)})
-            raise
-        return True
+            self._kpis.cache(feature, "error")
+            return
+        self._kpis.cache(feature, "store")

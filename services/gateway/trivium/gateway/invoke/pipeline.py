@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from trivium.common.errors import TriviumError
+from trivium.gateway.invoke.accounting import Accountant, span_lineage, status_of
 from trivium.gateway.invoke.cache import ResponseCache, cache_key
 from trivium.gateway.invoke.cost import answer_cost
 from trivium.gateway.invoke.errors import UnknownFeatureError, failure_error, failure_reason
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 
 RETRIEVING: frozenset[Road] = frozenset({"rag", "rag+prompt", "finetune+rag"})
 ADAPTED: frozenset[Road] = frozenset({"finetune", "finetune+rag"})
-_ENCODER = msgspec.json.Encoder()
-_CACHED_DECODER = msgspec.json.Decoder(InvokeResponse)
 
 
 class FeatureMisconfiguredError(TriviumError):
@@ -133,6 +132,7 @@ class Invoker:
         self.kpis = kpis
         self.stats = stats
         self.shadows = shadows
+        self.accountant = Accountant(kpis, stats)
         self.scorer = SCORERS[TokenOverlap.name]
 
     # -- resolving ---------------------------------------------------------------------
@@ -346,7 +346,7 @@ class Invoker:
         ) as root:
             response = await self._invoke(call)
             if root.is_recording():
-                root.set_attributes(_span_lineage(response))
+                root.set_attributes(span_lineage(response))
             return response
 
     async def _invoke(self, call: Call) -> InvokeResponse:
@@ -362,7 +362,7 @@ class Invoker:
             status = "withheld" if response.verdict == "withheld" else "ok"
             return response
         except TriviumError as exc:
-            status = "rejected" if exc.status_code < 500 else _failed(exc)
+            status = status_of(exc)
             raise
         finally:
             self._account(call, response, status)
@@ -426,7 +426,7 @@ class Invoker:
             status = "withheld" if response.verdict == "withheld" else "ok"
             yield response
         except TriviumError as exc:
-            status = "rejected" if exc.status_code < 500 else _failed(exc)
+            status = status_of(exc)
             raise
         finally:
             self._account(call, response, status)
@@ -509,113 +509,23 @@ class Invoker:
     async def _cache_get(self, call: Call, key: str | None) -> InvokeResponse | None:
         if key is None or self.cache is None:
             return None
-        began = time.perf_counter()
-        try:
-            raw = await self.cache.get(key)
-        except Exception:
-            self.kpis.cache(call.feature_name, "error")
-            return None
-        self.kpis.stage(call.feature_name, "cache", time.perf_counter() - began)
-        if raw is None:
-            self.kpis.cache(call.feature_name, "miss")
-            return None
-        self.kpis.cache(call.feature_name, "hit")
-        cached = _CACHED_DECODER.decode(raw)
-        return msgspec.structs.replace(
-            cached,
-            id=call.request_id,
-            cached=True,
-            cost_usd=0.0,
-            usage=Usage(0, 0, 0),
-            timings_ms=Timings(total=(time.perf_counter() - call.started) * 1000),
-        )
+        return await self.cache.lookup(call.feature_name, key, call.request_id, call.started)
 
     async def _cache_put(self, call: Call, key: str | None, response: InvokeResponse) -> None:
-        if key is None or self.cache is None or call.feature.cache is None:
-            return
-        if response.verdict == "withheld" or response.fallback is not None:
-            return  # only first-choice answers are worth repeating
-        ttl = call.feature.cache.ttl_s or self.default_cache_ttl_s
-        try:
-            stored = await self.cache.put(key, _ENCODER.encode(response), ttl)
-        except Exception:
-            self.kpis.cache(call.feature_name, "error")
-            return
-        if stored:
-            self.kpis.cache(call.feature_name, "store")
-
-    # -- accounting --------------------------------------------------------------------------
+        if key is not None and self.cache is not None and call.feature.cache is not None:
+            ttl = call.feature.cache.ttl_s or self.default_cache_ttl_s
+            await self.cache.store(call.feature_name, key, response, ttl)
 
     def _account(self, call: Call, response: InvokeResponse | None, status: RequestStatus) -> None:
-        elapsed = time.perf_counter() - call.started
-        feature = call.feature_name
-        route = response.route if response is not None else call.arm.route
-        variant = call.variant
-        cost = 0.0
-        tokens = 0
-        if response is not None:
-            response.timings_ms.total = elapsed * 1000
-            timings = response.timings_ms
-            if not response.cached:
-                for stage in ("retrieve", "rerank", "render", "generate", "verify"):
-                    value: float = getattr(timings, stage)
-                    if value:
-                        self.kpis.stage(feature, stage, value / 1000)
-            usage = response.usage
-            tokens = usage.total_tokens
-            cost = response.cost_usd
-            if tokens:
-                self.kpis.tokens(feature, route, usage.prompt_tokens, usage.completion_tokens)
-            if cost:
-                self.kpis.cost(feature, route, variant, cost)
-            if response.groundedness is not None and not response.cached:
-                self.kpis.groundedness(feature, response.groundedness)
-            if response.verdict is not None:
-                self.kpis.verdict(feature, response.verdict)
-        self.kpis.request(feature, route, variant, status, elapsed)
-        failed = status in ("error", "timeout")  # a caller's bad input is not the service failing
-        self.stats.observe(feature, route, variant, elapsed, not failed, cost, tokens)
-        lineage = response.lineage if response is not None else None
-        log.info(
-            "invoke",
-            extra={
-                "feature": feature,
-                "route": route,
-                "variant": variant,
-                "status": status,
-                "ms": round(elapsed * 1000, 2),
-                "policy_hash": call.loaded.hash,
-                "template": lineage.template if lineage else None,
-                "adapter": lineage.adapter if lineage else None,
-                "retriever_index": lineage.retriever_index if lineage else None,
-                "fallback": response.fallback.from_route
-                if response and response.fallback
-                else None,
-                "cached": response.cached if response else False,
-            },
+        self.accountant.record(
+            feature=call.feature_name,
+            route=call.arm.route,
+            variant=call.variant,
+            status=status,
+            seconds=time.perf_counter() - call.started,
+            policy_hash=call.loaded.hash,
+            response=response,
         )
-
-
-def _failed(exc: TriviumError) -> RequestStatus:
-    return "timeout" if exc.status_code == 504 else "error"
-
-
-def _span_lineage(response: InvokeResponse) -> dict[str, str | bool]:
-    lineage = response.lineage
-    attributes: dict[str, str | bool] = {
-        "trivium.route": response.route,
-        "trivium.cached": response.cached,
-    }
-    for key, value in (
-        ("trivium.template", lineage.template),
-        ("trivium.adapter", lineage.adapter),
-        ("trivium.retriever_index", lineage.retriever_index),
-        ("trivium.upstream", lineage.upstream),
-        ("trivium.fallback_from", response.fallback.from_route if response.fallback else None),
-    ):
-        if value is not None:
-            attributes[key] = value
-    return attributes
 
 
 def _cut(hits: list[SearchHit], max_chars: int | None) -> list[SearchHit]:

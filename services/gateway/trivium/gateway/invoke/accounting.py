@@ -1,0 +1,107 @@
+"""What every finished request leaves behind: KPIs, the stats window, a log line, span lineage."""
+
+from __future__ import annotations
+
+import logging
+
+from trivium.common.errors import TriviumError
+from trivium.gateway.invoke.schemas import InvokeResponse
+from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus, Stage
+from trivium.gateway.telemetry.stats import StatsRecorder
+
+__all__ = ("Accountant", "span_lineage", "status_of")
+
+log = logging.getLogger("trivium.gateway.invoke")
+
+STAGES: tuple[Stage, ...] = ("retrieve", "rerank", "render", "generate", "verify")
+
+
+def status_of(exc: TriviumError) -> RequestStatus:
+    """The caller's mistake (4xx) is `rejected`; the service's failure is `error`/`timeout`."""
+    if exc.status_code < 500:
+        return "rejected"
+    return "timeout" if exc.status_code == 504 else "error"
+
+
+class Accountant:
+    def __init__(self, kpis: KpiRecorder, stats: StatsRecorder) -> None:
+        self.kpis = kpis
+        self.stats = stats
+
+    def record(
+        self,
+        *,
+        feature: str,
+        route: str,
+        variant: str,
+        status: RequestStatus,
+        seconds: float,
+        policy_hash: str,
+        response: InvokeResponse | None,
+    ) -> None:
+        """`feature` must be one of the active policy's (metric labels stay bounded)."""
+        kpis = self.kpis
+        cost = 0.0
+        tokens = 0
+        if response is not None:
+            route = response.route
+            timings = response.timings_ms
+            timings.total = seconds * 1000
+            if not response.cached:
+                for stage in STAGES:
+                    value: float = getattr(timings, stage)
+                    if value:
+                        kpis.stage(feature, stage, value / 1000)
+                if response.groundedness is not None:
+                    kpis.groundedness(feature, response.groundedness)
+            usage = response.usage
+            tokens = usage.total_tokens
+            cost = response.cost_usd
+            if tokens:
+                kpis.tokens(feature, route, usage.prompt_tokens, usage.completion_tokens)
+            if cost:
+                kpis.cost(feature, route, variant, cost)
+            if response.verdict is not None:
+                kpis.verdict(feature, response.verdict)
+        kpis.request(feature, route, variant, status, seconds)
+        self.stats.observe(
+            feature, route, variant, seconds, status not in ("error", "timeout"), cost, tokens
+        )
+        if log.isEnabledFor(logging.INFO):
+            lineage = response.lineage if response is not None else None
+            fallback = response.fallback if response is not None else None
+            log.info(
+                "invoke",
+                extra={
+                    "feature": feature,
+                    "route": route,
+                    "variant": variant,
+                    "status": status,
+                    "ms": round(seconds * 1000, 2),
+                    "policy_hash": policy_hash,
+                    "template": lineage.template if lineage else None,
+                    "adapter": lineage.adapter if lineage else None,
+                    "retriever_index": lineage.retriever_index if lineage else None,
+                    "fallback": fallback.from_route if fallback else None,
+                    "cached": response.cached if response is not None else False,
+                },
+            )
+
+
+def span_lineage(response: InvokeResponse) -> dict[str, str | bool]:
+    """The root span's attributes once the answer is known."""
+    lineage = response.lineage
+    attributes: dict[str, str | bool] = {
+        "trivium.route": response.route,
+        "trivium.cached": response.cached,
+    }
+    for key, value in (
+        ("trivium.template", lineage.template),
+        ("trivium.adapter", lineage.adapter),
+        ("trivium.retriever_index", lineage.retriever_index),
+        ("trivium.upstream", lineage.upstream),
+        ("trivium.fallback_from", response.fallback.from_route if response.fallback else None),
+    ):
+        if value is not None:
+            attributes[key] = value
+    return attributes
