@@ -546,3 +546,18 @@ def test_numbers_print_as_helm_prints_float64(tmp_path: Path) -> None:
     assert rendered.manifests["templates/t.yaml"] == (
         "a: 8000\nb: 1.048576e+06\nc: 0.9\nd:\n  n: 1048576\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("in_chart", "source"),
+    [
+        ("dashboards/trivium-overview.json", "deploy/grafana/trivium-overview.json"),
+        ("rules/trivium-alerts.yaml", "deploy/prometheus/trivium-alerts.yaml"),
+    ],
+)
+def test_the_chart_carries_the_tested_dashboard_and_rules(in_chart: str, source: str) -> None:
+    """Helm reads files inside the chart only, so the chart keeps copies of what
+    tests/e2e/test_observability.py proves against a real Prometheus; they must not drift."""
+    root = Path(__file__).parents[2]
+    copy = (root / "deploy/helm/trivium" / in_chart).read_bytes()
+    assert copy == (root / source).read_bytes(), f"copy {source} to deploy/helm/trivium/{in_chart}"
