@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run test lint typecheck bench
+.PHONY: setup run test lint typecheck bench load
 
 setup: $(VENV)/.installed
 
@@ -28,3 +28,6 @@ test: lint typecheck
 
 bench: setup
 	$(BIN)/python load/bench_registry.py
+
+load: setup
+	$(BIN)/locust --config load/locust.conf

@@ -13,11 +13,12 @@ Every response is validated: 200, JSON, the feature's own name, a `route`, and a
 problem code; a 503 says whether the gateway sent Retry-After (overload, open circuit).
 
 From each valid answer's body, extra entries go into Locust's statistics (Type `TRIVIUM`), so
-they land in the console table and the CSVs next to the HTTP rows:
+they land in the console table and the CSVs next to the HTTP rows (but not in the Aggregated
+row, which stays the HTTP requests'):
 
 - `route:<route>`: the gateway's own time (`timings_ms.total`); its size column is tokens;
 - `stage:<stage>`: each stage the road ran (`retrieve`, `rerank`, `render`, `generate`, `verify`);
-- `fallback:<from>-><to>`, `cache:hit`, `verdict:<passed|flagged|withheld>` and
+- `fallback:<from>-><to> (<reason>)`, `cache:hit`, `verdict:<passed|flagged|withheld>` and
   `variant:<feature>/<variant>`: counts (their time is the request's latency as seen here).
 
 At the end, cost and tokens per feature and route are printed and, with `--csv PREFIX`, written
@@ -414,7 +415,8 @@ class TriviumUser(FastHttpUser):
             if value > 0:
                 entry(f"stage:{stage}", value)
         if answer.fallback is not None:
-            entry(f"fallback:{answer.fallback.get('from')}->{answer.route}", latency_ms)
+            came_from, reason = answer.fallback.get("from"), answer.fallback.get("reason")
+            entry(f"fallback:{came_from}->{answer.route} ({reason})", latency_ms)
         if answer.cached:
             entry("cache:hit", latency_ms)
         if answer.verdict is not None:
