@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -121,3 +122,50 @@ def gateway(
 def http(gateway: ServiceProcess) -> Iterator[httpx.Client]:
     with gateway.client() as client:
         yield client
+
+
+def retriever_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """A retriever on the embedded store, tuned for tests: quick optimize, one torch thread."""
+    return trivium_env(
+        tmp,
+        None,
+        TRIVIUM_RETRIEVER__STORE__OPTIMIZE_AFTER_S="0.2",
+        TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1",
+        **extra,
+    )
+
+
+def start_retriever(tmp: Path, env: dict[str, str] | None = None) -> ServiceProcess:
+    return start_service(tmp, ["retriever", "serve"], "RETRIEVER", env or retriever_env(tmp))
+
+
+def seed_collection(retriever: ServiceProcess, name: str, documents: list[dict[str, Any]]) -> None:
+    """Create `name` and ingest `documents` into it."""
+    with retriever.client() as http:
+        created = http.post("/v1/collections", json={"name": name})
+        assert created.status_code == 201, created.text
+        ingest = http.post(f"/v1/collections/{name}/documents", json={"documents": documents})
+        assert ingest.status_code == 200, ingest.text
+
+
+def publish_template(
+    http: httpx.Client,
+    name: str,
+    body: str,
+    variables: list[str],
+    headers: dict[str, str],
+    label: str = "production",
+) -> int:
+    """Publish a template version and point `label` at it; returns the version."""
+    published = http.post(
+        f"/v1/templates/{name}/versions",
+        json={"body": body, "metadata": {"variables": variables}},
+        headers=headers,
+    )
+    assert published.status_code in (200, 201), published.text
+    version: int = published.json()["version"]
+    promoted = http.put(
+        f"/v1/templates/{name}/labels/{label}", json={"version": version}, headers=headers
+    )
+    assert promoted.status_code == 200, promoted.text
+    return version

@@ -17,7 +17,15 @@ import openai
 import pytest
 import redis
 
-from tests.e2e.conftest import ServiceProcess, running, start_gateway, start_service, trivium_env
+from tests.e2e.conftest import (
+    ServiceProcess,
+    publish_template,
+    running,
+    seed_collection,
+    start_gateway,
+    start_retriever,
+    trivium_env,
+)
 from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.otlp_receiver import Received, exported_spans, otlp_receiver
 from tests.support.prometheus import sample_value
@@ -182,17 +190,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     tmp = tmp_path_factory.mktemp("invoke-retriever")
-    env = trivium_env(
-        tmp,
-        None,
-        TRIVIUM_RETRIEVER__STORE__OPTIMIZE_AFTER_S="0.2",
-        TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1",
-    )
-    with running(start_service(tmp, ["retriever", "serve"], "RETRIEVER", env)) as service:
-        with service.client() as http:
-            assert http.post("/v1/collections", json={"name": "kb"}).status_code == 201
-            ingest = http.post("/v1/collections/kb/documents", json={"documents": KB})
-            assert ingest.status_code == 200, ingest.text
+    with running(start_retriever(tmp)) as service:
+        seed_collection(service, "kb", KB)
         yield service
 
 
@@ -232,16 +231,7 @@ def stack(
         )
         with running(start_gateway(tmp, env)) as gateway, gateway.client() as http:
             for name, (body, variables) in TEMPLATES.items():
-                published = http.post(
-                    f"/v1/templates/{name}/versions",
-                    json={"body": body, "metadata": {"variables": variables}},
-                    headers=ADMIN,
-                )
-                assert published.status_code == 201, published.text
-                promoted = http.put(
-                    f"/v1/templates/{name}/labels/production", json={"version": 1}, headers=ADMIN
-                )
-                assert promoted.status_code == 200, promoted.text
+                publish_template(http, name, body, variables, ADMIN)
             yield Stack(
                 gateway,
                 hosted,

@@ -21,7 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ServiceProcess, running, start_gateway, start_service, trivium_env
+from tests.e2e.conftest import (
+    ServiceProcess,
+    publish_template,
+    running,
+    seed_collection,
+    start_gateway,
+    start_retriever,
+    start_service,
+    trivium_env,
+)
 from tests.support.prometheus import sample_value
 from trivium.common.redis_server import RedisServerProcess
 
@@ -104,19 +113,11 @@ def stack(
         TRIVIUM_MODEL__TRANSFORMERS__TORCH_THREADS="1",
     )
     retriever_tmp = tmp_path_factory.mktemp("ft-retriever")
-    retriever_env = trivium_env(
-        retriever_tmp,
-        None,
-        TRIVIUM_RETRIEVER__STORE__OPTIMIZE_AFTER_S="0.2",
-        TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1",
-    )
     gateway_tmp = tmp_path_factory.mktemp("ft-gateway")
     policy_file = gateway_tmp / "policy.yaml"
     with (
         running(start_service(model_tmp, ["model", "serve"], "MODEL", model_env)) as model,
-        running(
-            start_service(retriever_tmp, ["retriever", "serve"], "RETRIEVER", retriever_env)
-        ) as retriever,
+        running(start_retriever(retriever_tmp)) as retriever,
     ):
         with model.client() as http:
             for name, path, promote in (
@@ -128,10 +129,7 @@ def stack(
                 )
                 assert registered.status_code == 201, registered.text
             assert http.get("/v1/adapters").json()[0]["labels"] == {"production": 1}
-        with retriever.client() as http:
-            assert http.post("/v1/collections", json={"name": "kb"}).status_code == 201
-            ingest = http.post("/v1/collections/kb/documents", json={"documents": KB})
-            assert ingest.status_code == 200, ingest.text
+        seed_collection(retriever, "kb", KB)
         policy_file.write_text(policy_yaml(model.base_url))
         gateway_env = trivium_env(
             gateway_tmp,
@@ -144,16 +142,7 @@ def stack(
         )
         with running(start_gateway(gateway_tmp, gateway_env)) as gateway:
             with gateway.client() as http:
-                published = http.post(
-                    "/v1/templates/triage/versions",
-                    json={"body": TEMPLATE_BODY, "metadata": {"variables": ["ticket"]}},
-                    headers=ADMIN,
-                )
-                assert published.status_code == 201, published.text
-                promoted = http.put(
-                    "/v1/templates/triage/labels/production", json={"version": 1}, headers=ADMIN
-                )
-                assert promoted.status_code == 200, promoted.text
+                publish_template(http, "triage", TEMPLATE_BODY, ["ticket"], ADMIN)
             yield Stack(gateway, model)
 
 

@@ -27,7 +27,13 @@ import httpx
 import msgspec
 import pytest
 
-from tests.e2e.conftest import ServiceProcess, running, start_gateway, start_service, trivium_env
+from tests.e2e.conftest import (
+    ServiceProcess,
+    running,
+    start_gateway,
+    start_retriever,
+    trivium_env,
+)
 from tests.support.openai_upstream import OpenAIUpstream
 from trivium.cli.demo import seed_demo_templates
 from trivium.common.redis import redis_from_url
@@ -46,10 +52,9 @@ FEATURES = ("docs-qa", "ticket-triage", "marketing-copy")
 def retriever(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A real retriever with the demo knowledge (README.md and docs/) in `docs`."""
     tmp = tmp_path_factory.mktemp("locust-retriever")
-    env = trivium_env(tmp, None, TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1")
     paths = [ROOT / "README.md", ROOT / "docs"]
     documents = [doc for path, root in expand_paths(paths) for doc in read_documents(path, root)]
-    with running(start_service(tmp, ["retriever", "serve"], "RETRIEVER", env)) as service:
+    with running(start_retriever(tmp)) as service:
         with httpx.Client(base_url=service.base_url, timeout=120) as http:
             assert http.post("/v1/collections", json={"name": "docs"}).status_code == 201
             body = {"documents": msgspec.to_builtins(documents)}

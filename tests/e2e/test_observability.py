@@ -41,7 +41,16 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import ServiceProcess, running, start_gateway, start_service, trivium_env
+from tests.e2e.conftest import (
+    ServiceProcess,
+    publish_template,
+    running,
+    seed_collection,
+    start_gateway,
+    start_retriever,
+    start_service,
+    trivium_env,
+)
 from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.prometheus_server import (
     PrometheusBinaries,
@@ -205,12 +214,6 @@ def stack(
         TRIVIUM_MODEL__TRANSFORMERS__TORCH_THREADS="1",
     )
     retriever_tmp = tmp_path_factory.mktemp("obs-retriever")
-    retriever_env = trivium_env(
-        retriever_tmp,
-        None,
-        TRIVIUM_RETRIEVER__STORE__OPTIMIZE_AFTER_S="0.2",
-        TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1",
-    )
     gateway_tmp = tmp_path_factory.mktemp("obs-gateway")
     policy_file = gateway_tmp / "policy.yaml"
     dead = f"http://127.0.0.1:{free_tcp_port()}/v1"
@@ -222,15 +225,10 @@ def stack(
             model_start = pool.submit(
                 start_service, model_tmp, ["model", "serve"], "MODEL", model_env
             )
-            retriever_start = pool.submit(
-                start_service, retriever_tmp, ["retriever", "serve"], "RETRIEVER", retriever_env
-            )
+            retriever_start = pool.submit(start_retriever, retriever_tmp)
             model = stack.enter_context(running(model_start.result()))
             retriever = stack.enter_context(running(retriever_start.result()))
-        with retriever.client() as http:
-            assert http.post("/v1/collections", json={"name": "kb"}).status_code == 201
-            ingest = http.post("/v1/collections/kb/documents", json={"documents": KB})
-            assert ingest.status_code == 200, ingest.text
+        seed_collection(retriever, "kb", KB)
         policy_file.write_text(policy_yaml(hosted.url, backup.url, model.base_url, dead))
         gateway_env = trivium_env(
             gateway_tmp,
@@ -247,16 +245,7 @@ def stack(
         gateway = stack.enter_context(running(start_gateway(gateway_tmp, gateway_env)))
         with gateway.client() as http:
             for name, (body, variables) in TEMPLATES.items():
-                published = http.post(
-                    f"/v1/templates/{name}/versions",
-                    json={"body": body, "metadata": {"variables": variables}},
-                    headers=ADMIN,
-                )
-                assert published.status_code == 201, published.text
-                promoted = http.put(
-                    f"/v1/templates/{name}/labels/production", json={"version": 1}, headers=ADMIN
-                )
-                assert promoted.status_code == 200, promoted.text
+                publish_template(http, name, body, variables, ADMIN)
         prometheus = stack.enter_context(
             PrometheusServer(
                 binaries,
