@@ -19,6 +19,7 @@ import pytest
 
 from tests.e2e.conftest import ServiceProcess, start_service, trivium_env
 from tests.integration.fake_vllm import FakeVllm
+from tests.support.prometheus import sample_value
 from tests.support.tiny_models import build_tiny_adapter, build_tiny_base
 from trivium.common.redis_server import RedisServerProcess
 
@@ -57,6 +58,7 @@ def service(
         TRIVIUM_MODEL__ENGINE="vllm",
         TRIVIUM_MODEL__VLLM__URL=fake_vllm.url,
         TRIVIUM_MODEL__RECONCILE_INTERVAL_S="0.5",
+        TRIVIUM_MODEL__VLLM__METRICS_POLL_S="0.1",
     )
     process = start_service(tmp, ["model", "serve"], "MODEL", env)
     yield process
@@ -125,3 +127,19 @@ def test_vllm_down_is_503_with_retry_after(service: ServiceProcess, fake_vllm: F
         assert response.json()["error"]["type"] == "service_unavailable_error"
     finally:
         fake_vllm.start()
+
+
+def test_the_queue_depth_is_vllms_own(service: ServiceProcess, fake_vllm: FakeVllm) -> None:
+    """vLLM queues requests itself; the service's queue gauge reports vLLM's waiting count."""
+
+    def depth() -> float:
+        with service.client() as http:
+            return sample_value(http.get("/metrics").text, "trivium_model_queue_depth")
+
+    try:
+        fake_vllm.state.waiting = 5
+        assert eventually(lambda: depth() == 5)
+        fake_vllm.state.waiting = 0
+        assert eventually(lambda: depth() == 0)
+    finally:
+        fake_vllm.state.waiting = 0

@@ -62,6 +62,8 @@ class FakeVllmState:
     received: list[dict[str, Any]] = field(default_factory=list)
     """Generation requests as received: path, headers, body."""
     stopping: bool = False
+    waiting: int = 0
+    """What /metrics reports as `vllm:num_requests_waiting` (split over two engines)."""
 
 
 def _error(state: FakeVllmState, message: str, kind: str, status: int) -> Response[Any]:
@@ -218,7 +220,22 @@ def create_app(state: FakeVllmState) -> Litestar:  # noqa: C901 - one closure pe
     async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
         return await generate(request, chat=False)
 
-    handlers: list[Any] = [health, models, chat_completions, completions]
+    @get("/metrics", sync_to_thread=False)
+    def metrics() -> Response[bytes]:
+        first = state.waiting // 2
+        text = (
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f'vllm:num_requests_waiting{{engine="0",model_name="{state.base_model}"}} {first}.0\n'
+            f'vllm:num_requests_waiting{{engine="1",model_name="{state.base_model}"}} '
+            f"{state.waiting - first}.0\n"
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f'vllm:num_requests_running{{engine="0",model_name="{state.base_model}"}} 1.0\n'
+        )
+        return Response(text.encode(), media_type="text/plain; version=0.0.4")
+
+    handlers: list[Any] = [health, models, chat_completions, completions, metrics]
     if state.runtime_lora_updating:
         handlers += [load_lora_adapter, unload_lora_adapter]
     return Litestar(route_handlers=handlers, openapi_config=None)

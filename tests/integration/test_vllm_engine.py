@@ -82,6 +82,13 @@ def adapters(tmp_path: Path) -> dict[str, str]:
 # -- health, model list, runtime LoRA loading -----------------------------------------------
 
 
+async def test_waiting_requests_sum_over_vllms_engines(fake: FakeVllm, client: VllmClient) -> None:
+    fake.state.waiting = 7
+    assert await client.waiting_requests() == 7
+    fake.state.waiting = 0
+    assert await client.waiting_requests() == 0
+
+
 async def test_health_and_the_model_list_of_a_fresh_server(client: VllmClient) -> None:
     assert await client.health()
     models = await client.list_models()

@@ -53,8 +53,7 @@ def create_app(settings: ModelSettings | None = None) -> Litestar:
         engine: TransformersEngine | VllmEngine
         engine = VllmEngine(settings) if on_vllm else build_engine(settings)
         await engine.start()
-        if isinstance(engine, TransformersEngine):
-            QUEUE_DEPTH.set_function(lambda: engine.queue_depth)
+        QUEUE_DEPTH.set_function(lambda: engine.queue_depth)
         try:
             async with open_redis(settings.redis, settings.data_dir) as client:
                 registry = Registry(client, ADAPTER_KIND, settings.registry)

@@ -41,6 +41,9 @@ class VllmSection(Section):
     extra_args: list[str] = Field(default_factory=list)
     startup_timeout_s: float = Field(default=900, gt=0)
     request_timeout_s: float = Field(default=300, gt=0)
+    metrics_poll_s: float = Field(
+        default=2.0, gt=0, description="how often to read vLLM's queue depth from its /metrics"
+    )
 
 
 class ModelSection(Section):

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Self
 
 import httpx
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from trivium.common.errors import InvalidInputError
 from trivium.model.vllm.errors import UpstreamTimeoutError, VllmResponseError, VllmUnavailableError
@@ -47,6 +48,9 @@ _DROP_REQUEST = frozenset(
 )
 _DROP_RESPONSE = _DROP_REQUEST | {"content-encoding", "date", "server"}
 _ALREADY_LOADED = "has already been loaded"
+
+
+WAITING_METRIC = "vllm:num_requests_waiting"
 
 
 class VllmModels(NamedTuple):
@@ -233,6 +237,22 @@ class VllmClient:
         base_ids = frozenset(card.id for card in cards if card.parent is None)
         loras = {card.id: card.root or "" for card in cards if card.parent is not None}
         return VllmModels(base_ids, loras)
+
+    async def waiting_requests(self) -> int:
+        """`vllm:num_requests_waiting` from vLLM's /metrics, summed over its engines."""
+        with _mapped_errors(self.base_url, "GET /metrics"):
+            response = await self._client.get("/metrics")
+        if response.status_code != 200:
+            raise VllmResponseError(
+                f"vLLM GET /metrics answered {response.status_code}",
+                upstream_status=response.status_code,
+            )
+        waiting = 0.0
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == WAITING_METRIC:
+                    waiting += sample.value
+        return int(waiting)
 
     async def load_adapter(self, lora_name: str, path: str | Path) -> bool:
         """Load a LoRA adapter under `lora_name`; True if loaded now, False if it already was."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from trivium.common.aio import cancel_and_wait
 from trivium.model.config import ModelSettings
 from trivium.model.errors import QueueFullError
 from trivium.model.vllm.client import VllmClient
@@ -30,14 +32,32 @@ class VllmEngine:
         )
         self._sync = AdapterSync(self.client, section.max_loras)
         self._loaded: dict[str, str] = {}
+        self._metrics_poll_s = section.metrics_poll_s
+        self._poller: asyncio.Task[None] | None = None
+        self.queue_depth = 0
+        """Requests vLLM holds waiting for a batch slot, as of the last poll."""
 
     async def start(self) -> None:
         await self.process.start()
         await self.refresh()
+        self._poller = asyncio.create_task(self._poll_queue(), name="vllm-metrics")
 
     async def close(self) -> None:
+        await cancel_and_wait(self._poller)
         await self.client.aclose()
         await self.process.stop()
+
+    async def _poll_queue(self) -> None:
+        failing = False
+        while True:
+            try:
+                self.queue_depth = await self.client.waiting_requests()
+                failing = False
+            except Exception as exc:  # a metrics hiccup must never stop serving
+                if not failing:
+                    log.warning("cannot read vLLM's queue depth", extra={"error": str(exc)})
+                failing = True
+            await asyncio.sleep(self._metrics_poll_s)
 
     async def refresh(self) -> None:
         """Re-read what vLLM holds (it forgets runtime adapters when it restarts)."""
