@@ -366,6 +366,31 @@ def test_each_stage_is_a_span_with_genai_attributes(http: httpx.Client, stack: S
     assert lineage["trivium.retriever_index"] == answer["lineage"]["retriever_index"]
 
 
+def test_a_streamed_answer_is_traced_too(http: httpx.Client, stack: Stack) -> None:
+    body = {"input": {"question": "trace my stream"}, "stream": True}
+    with http.stream("POST", "/v1/features/kb/invoke", json=body) as response:
+        summary = sse_events(response)[-1][1]
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [
+            span
+            for span in exported_spans(stack.spans)
+            if any(a.value.string_value == summary["id"] for a in span.attributes)
+        ]
+        by_name = {span.name: span for span in spans}
+        if {"invoke kb", "retrieve", "render", "chat hosted-model"} <= set(by_name):
+            break
+        assert time.monotonic() < deadline, set(by_name)
+        time.sleep(0.1)
+    root = by_name["invoke kb"]
+    for child in ("retrieve", "render", "chat hosted-model"):
+        assert by_name[child].parent_span_id == root.span_id
+    chat = {a.key: a.value for a in by_name["chat hosted-model"].attributes}
+    assert chat["gen_ai.usage.output_tokens"].int_value == summary["usage"]["completion_tokens"]
+    lineage = {a.key: a.value.string_value for a in root.attributes}
+    assert lineage["trivium.retriever_index"] == summary["lineage"]["retriever_index"]
+
+
 def test_passages_are_cut_to_the_policy_length_and_the_feature_sets_temperature(
     http: httpx.Client, stack: Stack
 ) -> None:

@@ -50,7 +50,15 @@ from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
 from trivium.gateway.policy.model import Arm, Feature, Road
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus
 from trivium.gateway.telemetry.stats import StatsRecorder
-from trivium.gateway.telemetry.tracing import SpanKind, genai_attributes, span
+from trivium.gateway.telemetry.tracing import (
+    INVALID_SPAN,
+    Span,
+    SpanKind,
+    genai_attributes,
+    span,
+    start_span,
+    use_span,
+)
 from trivium.gateway.upstream import StreamDelta, StreamEnd, UpstreamClient, UpstreamError
 from trivium.registry import ArtifactVersion, Registry, TemplateRenderer
 from trivium.registry.errors import RegistryUnavailableError
@@ -409,11 +417,17 @@ class Invoker:
         feature that may withhold its answer is verified before anything is sent."""
         status: RequestStatus = "error"
         response: InvokeResponse | None = None
+        root = start_span(
+            f"invoke {call.feature_name}",
+            kind=SpanKind.SERVER,
+            policy_hash=call.loaded.hash,
+            attributes={"trivium.feature": call.feature_name, "trivium.variant": call.variant},
+        )
         try:
             key = await self._cache_key(call)
             response = await self._cache_get(call, key)
             if response is None:
-                async for event in self._stream_roads(call):
+                async for event in self._stream_roads(call, root):
                     if isinstance(event, InvokeResponse):
                         response = event
                     else:
@@ -430,18 +444,27 @@ class Invoker:
             raise
         finally:
             self._account(call, response, status)
+            if root.is_recording() and response is not None:
+                root.set_attributes(span_lineage(response))
+            root.end()
 
-    async def _stream_roads(self, call: Call) -> AsyncIterator[StreamEvent]:
+    async def _stream_roads(self, call: Call, root: Span) -> AsyncIterator[StreamEvent]:
         arms = self._roads(call)
         fallback: FallbackInfo | None = None
         for index, arm in enumerate(arms):
             sent = False
+            generate: Span = INVALID_SPAN
             try:
-                plan = await self._prepare(call, arm)
+                with use_span(root):  # no yield inside: the context is detached where attached
+                    plan = await self._prepare(call, arm)
                 hold = plan.arm.retrieval is not None and plan.arm.retrieval.on_fail == "withhold"
                 began = time.perf_counter()
                 parts: list[str] = []
                 end: StreamEnd | None = None
+                model = plan.body["model"]
+                generate = start_span(
+                    f"chat {model}", kind=SpanKind.CLIENT, parent=root, adapter=plan.adapter
+                )
                 upstream = plan.upstream.stream(
                     plan.body, deadline=call.deadline, request_id=call.request_id
                 )
@@ -455,11 +478,28 @@ class Invoker:
                         else:
                             end = chunk
                 plan.timings.generate = (time.perf_counter() - began) * 1000
+                if generate.is_recording():
+                    counted = end.usage if end is not None else None
+                    generate.set_attributes(
+                        genai_attributes(
+                            "chat",
+                            plan.arm.upstream,
+                            model,
+                            plan.body["max_tokens"],
+                            counted.prompt_tokens if counted else None,
+                            counted.completion_tokens if counted else None,
+                            end.model if end is not None else None,
+                            end.finish_reason if end is not None else None,
+                        )
+                    )
             except (UpstreamError, RetrievalError, FeatureMisconfiguredError) as exc:
+                generate.record_exception(exc)
                 if sent and isinstance(exc, UpstreamError):  # the caller has part of it
                     raise failure_error(call.feature_name, exc) from exc
                 fallback = self._fell_back(call, arms, index, exc)
                 continue
+            finally:
+                generate.end()
             text = "".join(parts)
             prompt_tokens = end.usage.prompt_tokens if end and end.usage else 0
             completion_tokens = end.usage.completion_tokens if end and end.usage else 0

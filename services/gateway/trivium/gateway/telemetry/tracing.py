@@ -27,13 +27,17 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = (
+    "INVALID_SPAN",
     "TRACER_NAME",
+    "Span",
     "SpanKind",
     "build_tracer_provider",
     "configure_tracing",
     "genai_attributes",
     "span",
+    "start_span",
     "tracing_enabled",
+    "use_span",
 )
 
 TRACER_NAME = "trivium.gateway"
@@ -111,6 +115,38 @@ def span(
     if tracer is None:
         yield INVALID_SPAN
         return
+    attrs = _attributes(request_id, policy_hash, template, adapter, retriever_index, attributes)
+    with tracer.start_as_current_span(name, kind=kind, attributes=attrs) as current:
+        yield current
+
+
+def start_span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Span | None = None,
+    policy_hash: str | None = None,
+    adapter: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Span:
+    """A span that is not made current, for work that spans an async generator's yields
+    (a context attached before a yield may be detached in another); the caller ends it.
+    Its parent is `parent` when given, else the current span."""
+    if _tracer is None:
+        return INVALID_SPAN
+    attrs = _attributes(None, policy_hash, None, adapter, None, attributes)
+    context = trace.set_span_in_context(parent) if parent is not None else None
+    return _tracer.start_span(name, context=context, kind=kind, attributes=attrs)
+
+
+def _attributes(
+    request_id: str | None,
+    policy_hash: str | None,
+    template: str | None,
+    adapter: str | None,
+    retriever_index: str | None,
+    extra: Mapping[str, AttributeValue] | None,
+) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {}
     request_id = request_id or REQUEST_ID.get()
     if request_id is not None:
@@ -123,10 +159,9 @@ def span(
         attrs["trivium.adapter"] = adapter
     if retriever_index is not None:
         attrs["trivium.retriever_index"] = retriever_index
-    if attributes:
-        attrs.update(attributes)
-    with tracer.start_as_current_span(name, kind=kind, attributes=attrs) as current:
-        yield current
+    if extra:
+        attrs.update(extra)
+    return attrs
 
 
 def genai_attributes(
@@ -160,3 +195,13 @@ def genai_attributes(
     if finish_reason is not None:
         attrs["gen_ai.response.finish_reasons"] = [finish_reason]
     return attrs
+
+
+@contextmanager
+def use_span(current: Span) -> Iterator[None]:
+    """Make `current` the parent of spans started inside (a no-op while tracing is off)."""
+    if not current.is_recording():
+        yield
+        return
+    with trace.use_span(current, end_on_exit=False):
+        yield
