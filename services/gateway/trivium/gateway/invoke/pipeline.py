@@ -59,7 +59,13 @@ from trivium.gateway.telemetry.tracing import (
     start_span,
     use_span,
 )
-from trivium.gateway.upstream import StreamDelta, StreamEnd, UpstreamClient, UpstreamError
+from trivium.gateway.upstream import (
+    StreamDelta,
+    StreamEnd,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamPool,
+)
 from trivium.registry import ArtifactVersion, Registry, TemplateRenderer
 from trivium.registry.errors import RegistryUnavailableError
 
@@ -120,7 +126,7 @@ class Invoker:
         templates: Registry,
         adapters: Registry,
         renderer: TemplateRenderer,
-        upstreams: Any,
+        upstreams: UpstreamPool,
         retriever: RetrieverClient,
         cache: ResponseCache | None,
         cache_prefix: str,
