@@ -60,6 +60,7 @@ from trivium.gateway.telemetry.tracing import (
     use_span,
 )
 from trivium.gateway.upstream import (
+    ChatUsage,
     StreamDelta,
     StreamEnd,
     UpstreamClient,
@@ -395,16 +396,7 @@ class Invoker:
                     )
                     if s.is_recording():
                         s.set_attributes(
-                            genai_attributes(
-                                "chat",
-                                plan.arm.upstream,
-                                model,
-                                plan.body["max_tokens"],
-                                result.usage.prompt_tokens,
-                                result.usage.completion_tokens,
-                                result.model,
-                                result.finish_reason,
-                            )
+                            _chat_attributes(plan, result.usage, result.model, result.finish_reason)
                         )
                 plan.timings.generate = (time.perf_counter() - began) * 1000
             except (UpstreamError, RetrievalError, FeatureMisconfiguredError) as exc:
@@ -484,19 +476,9 @@ class Invoker:
                         else:
                             end = chunk
                 plan.timings.generate = (time.perf_counter() - began) * 1000
-                if generate.is_recording():
-                    counted = end.usage if end is not None else None
+                if generate.is_recording() and end is not None:
                     generate.set_attributes(
-                        genai_attributes(
-                            "chat",
-                            plan.arm.upstream,
-                            model,
-                            plan.body["max_tokens"],
-                            counted.prompt_tokens if counted else None,
-                            counted.completion_tokens if counted else None,
-                            end.model if end is not None else None,
-                            end.finish_reason if end is not None else None,
-                        )
+                        _chat_attributes(plan, end.usage, end.model, end.finish_reason)
                     )
             except (UpstreamError, RetrievalError, FeatureMisconfiguredError) as exc:
                 generate.record_exception(exc)
@@ -584,3 +566,19 @@ def _cut(hits: list[SearchHit], max_chars: int | None) -> list[SearchHit]:
         else hit
         for hit in hits
     ]
+
+
+def _chat_attributes(
+    plan: Plan, usage: ChatUsage | None, model: str, finish_reason: str | None
+) -> dict[str, Any]:
+    """The GenAI semantic-convention attributes of one upstream chat call."""
+    return genai_attributes(
+        "chat",
+        plan.arm.upstream,
+        plan.body["model"],
+        plan.body["max_tokens"],
+        usage.prompt_tokens if usage else None,
+        usage.completion_tokens if usage else None,
+        model,
+        finish_reason,
+    )
