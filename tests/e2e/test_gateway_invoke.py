@@ -720,6 +720,32 @@ def test_the_openapi_schema_documents_the_invoke_routes(http: httpx.Client) -> N
     assert "/v1/stats" in paths
 
 
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "ask", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        (
+            {
+                "model": "ask",
+                "messages": [{"role": "user", "content": [{"type": "image_url"}]}],
+            },
+            "messages[0].content",
+        ),
+        ({"model": "ask", "messages": []}, "messages"),
+        ({"model": "nope", "messages": [{"role": "user", "content": "x"}]}, "model"),
+    ],
+)
+def test_bad_chat_requests_get_an_openai_error_naming_the_param(
+    http: httpx.Client, body: dict[str, Any], param: str
+) -> None:
+    response = http.post("/v1/chat/completions", json=body)
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]
+
+
 def test_malformed_and_oversize_bodies_are_refused(http: httpx.Client) -> None:
     broken = http.post(
         "/v1/features/ask/invoke",

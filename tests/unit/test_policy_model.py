@@ -271,3 +271,51 @@ def test_hash_follows_meaning_not_formatting() -> None:
     changed = policy_from(with_changes("features.support-kb.retrieval.k", 6))
     assert policy_hash(changed) != policy_hash(plain)
     assert len(policy_hash(plain)) == 16
+
+
+def test_cache_temperature_and_passage_length_are_read() -> None:
+    data = copy.deepcopy(BASE)
+    kb = data["features"]["support-kb"]
+    kb["cache"] = {"ttl_s": 60}
+    kb["temperature"] = 0.2
+    kb["retrieval"]["max_passage_chars"] = 300
+    feature = policy_from(data).features["support-kb"]
+    assert feature.cache is not None
+    assert feature.cache.ttl_s == 60
+    assert feature.temperature == 0.2
+    assert feature.retrieval is not None
+    assert feature.retrieval.max_passage_chars == 300
+    kb["cache"] = True
+    cached = policy_from(data).features["support-kb"].cache
+    assert cached is not None
+    assert cached.ttl_s is None
+
+
+def test_bad_cache_temperature_and_passage_length_name_their_field() -> None:
+    data = copy.deepcopy(BASE)
+    kb = data["features"]["support-kb"]
+    kb["cache"] = {"ttl_s": 0, "size": 3}
+    kb["temperature"] = 3
+    kb["retrieval"]["max_passage_chars"] = 5
+    kb["fallback"] = ["no-such-variant"]
+    paths = {issue.path for issue in issues_of(data)}
+    assert paths == {
+        "features.support-kb.cache.ttl_s",
+        "features.support-kb.cache.size",
+        "features.support-kb.temperature",
+        "features.support-kb.retrieval.max_passage_chars",
+        "features.support-kb.fallback[0]",
+    }
+
+
+def test_a_fallback_variant_becomes_that_variants_arm() -> None:
+    data = copy.deepcopy(BASE)
+    kb = data["features"]["support-kb"]
+    kb["variants"] = {"main": {"weight": 1}, "spare": {"weight": 0, "template": "spare@production"}}
+    kb["fallback"] = ["spare", "prompt"]
+    feature = policy_from(data).features["support-kb"]
+    primary = feature.arm("support-kb", "main")
+    spare = feature.fallback_arm("support-kb", "spare", primary)
+    assert (spare.variant, spare.template) == ("spare", "spare@production")
+    prompt = feature.fallback_arm("support-kb", "prompt", primary)
+    assert (prompt.route, prompt.variant) == ("prompt", "main")
