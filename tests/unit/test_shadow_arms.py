@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from trivium.gateway.invoke.shadow import shadow_arms
 from trivium.gateway.policy.model import Arm, Feature, Limits, Retrieval, Variant
 
 RETRIEVAL = Retrieval(collection="kb", k=3)
@@ -25,7 +24,7 @@ def feature(*shadow: str) -> Feature:
 
 def test_a_variant_entry_runs_that_variant() -> None:
     f = feature("challenger")
-    arms = shadow_arms("support", f, f.arm("support", "main"))
+    arms = list(f.shadow_arms(f.arm("support", "main")))
     assert arms == [
         (
             "challenger",
@@ -45,7 +44,7 @@ def test_a_variant_entry_runs_that_variant() -> None:
 
 def test_a_road_entry_runs_the_feature_on_that_road() -> None:
     f = feature("rag+prompt")
-    [(name, arm)] = shadow_arms("support", f, f.arm("support", "main"))
+    [(name, arm)] = list(f.shadow_arms(f.arm("support", "main")))
     assert name == "rag+prompt"
     assert arm.route == "rag+prompt"
     # the feature's own settings, not the caller's variant
@@ -55,20 +54,20 @@ def test_a_road_entry_runs_the_feature_on_that_road() -> None:
 
 def test_both_kinds_keep_their_order() -> None:
     f = feature("rag", "challenger")
-    names = [name for name, _ in shadow_arms("support", f, f.arm("support", "main"))]
+    names = [name for name, _ in list(f.shadow_arms(f.arm("support", "main")))]
     assert names == ["rag", "challenger"]
 
 
 def test_the_callers_own_arm_is_skipped() -> None:
     f = feature("challenger", "rag")
-    names = [name for name, _ in shadow_arms("support", f, f.arm("support", "challenger"))]
+    names = [name for name, _ in list(f.shadow_arms(f.arm("support", "challenger")))]
     assert names == ["rag"]
     # a road entry equal to the caller's arm (no variant, same road) is skipped too
     g = feature("prompt", "challenger")
-    names = [name for name, _ in shadow_arms("support", g, g.arm("support"))]
+    names = [name for name, _ in list(g.shadow_arms(g.arm("support")))]
     assert names == ["challenger"]
 
 
 def test_no_shadow_entries_no_arms() -> None:
     f = feature()
-    assert shadow_arms("support", f, f.arm("support", "main")) == []
+    assert list(f.shadow_arms(f.arm("support", "main"))) == []

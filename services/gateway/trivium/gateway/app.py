@@ -18,10 +18,12 @@ from trivium.common.redis import open_redis
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.health import readyz
 from trivium.gateway.invoke import (
+    Accountant,
+    Admission,
     ChatCompletionsController,
-    InFlightLimiter,
     InvokeController,
     Invoker,
+    Planner,
     ResponseCache,
     RetrieverClient,
     Serving,
@@ -57,7 +59,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     section = settings.gateway
     policy_holder = PolicyHolder(section.policy_file, section.policy_poll_s)
     renderer = TemplateRenderer()
-    limiter = InFlightLimiter(section.max_in_flight, section.overload_retry_after_s, KPI)
+    admission = Admission(section.max_in_flight, section.overload_retry_after_s, KPI)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -87,20 +89,24 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             stats.start()
             app.state.templates = templates
             app.state.stats = stats
-            invoker = Invoker(
+            planner = Planner(
                 templates=templates,
                 adapters=adapters,
                 renderer=renderer,
                 upstreams=upstreams,
                 retriever=retriever,
+                kpis=KPI,
+            )
+            invoker = Invoker(
+                planner=planner,
+                admission=admission,
+                accountant=Accountant(KPI, stats),
                 cache=ResponseCache(client, section.cache.max_entry_bytes, KPI),
                 cache_prefix=prefix,
                 default_cache_ttl_s=section.cache.default_ttl_s,
-                kpis=KPI,
-                stats=stats,
                 shadows=shadows,
             )
-            app.state.serving = Serving(invoker, limiter, policy_holder)
+            app.state.serving = Serving(invoker, policy_holder)
             if not section.admin_tokens:
                 log.warning("no admin tokens configured: registry writes are open")
             log.info(

@@ -1,10 +1,15 @@
-"""What every finished request leaves behind: KPIs, the stats window, a log line, span lineage."""
+"""What every finished request leaves behind: KPIs, the stats window, a log line, span lineage.
+
+Accounting only reads: the answer's timings were fixed when it was built.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from trivium.common.errors import TriviumError
+from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.schemas import InvokeResponse
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus, Stage
 from trivium.gateway.telemetry.stats import StatsRecorder
@@ -28,26 +33,18 @@ class Accountant:
         self.kpis = kpis
         self.stats = stats
 
-    def record(
-        self,
-        *,
-        feature: str,
-        route: str,
-        variant: str,
-        status: RequestStatus,
-        seconds: float,
-        policy_hash: str,
-        response: InvokeResponse | None,
-    ) -> None:
-        """`feature` must be one of the active policy's (metric labels stay bounded)."""
+    def record(self, call: Call, response: InvokeResponse | None, status: RequestStatus) -> None:
+        """`call.feature_name` is one of the active policy's (metric labels stay bounded)."""
+        seconds = time.perf_counter() - call.started
+        feature, variant = call.feature_name, call.variant
+        route: str = call.arm.route
         kpis = self.kpis
         cost = 0.0
         tokens = 0
         if response is not None:
             route = response.route
-            timings = response.timings_ms
-            timings.total = seconds * 1000
             if not response.cached:
+                timings = response.timings_ms
                 for stage in STAGES:
                     value: float = getattr(timings, stage)
                     if value:
@@ -64,28 +61,40 @@ class Accountant:
             if response.verdict is not None:
                 kpis.verdict(feature, response.verdict)
         kpis.request(feature, route, variant, status, seconds)
+        kpis.overhead(feature, max(seconds - call.waited_s, 0.0))
         self.stats.observe(
             feature, route, variant, seconds, status not in ("error", "timeout"), cost, tokens
         )
         if log.isEnabledFor(logging.INFO):
-            lineage = response.lineage if response is not None else None
-            fallback = response.fallback if response is not None else None
-            log.info(
-                "invoke",
-                extra={
-                    "feature": feature,
-                    "route": route,
-                    "variant": variant,
-                    "status": status,
-                    "ms": round(seconds * 1000, 2),
-                    "policy_hash": policy_hash,
-                    "template": lineage.template if lineage else None,
-                    "adapter": lineage.adapter if lineage else None,
-                    "retriever_index": lineage.retriever_index if lineage else None,
-                    "fallback": fallback.from_route if fallback else None,
-                    "cached": response.cached if response is not None else False,
-                },
-            )
+            self._log(call, response, route, status, seconds)
+
+    @staticmethod
+    def _log(
+        call: Call,
+        response: InvokeResponse | None,
+        route: str,
+        status: RequestStatus,
+        seconds: float,
+    ) -> None:
+        lineage = response.lineage if response is not None else None
+        fallback = response.fallback if response is not None else None
+        log.info(
+            "invoke",
+            extra={
+                "feature": call.feature_name,
+                "route": route,
+                "variant": call.variant,
+                "status": status,
+                "ms": round(seconds * 1000, 2),
+                "overhead_ms": round((seconds - call.waited_s) * 1000, 3),
+                "policy_hash": call.loaded.hash,
+                "template": lineage.template if lineage else None,
+                "adapter": lineage.adapter if lineage else None,
+                "retriever_index": lineage.retriever_index if lineage else None,
+                "fallback": fallback.from_route if fallback else None,
+                "cached": response.cached if response is not None else False,
+            },
+        )
 
 
 def span_lineage(response: InvokeResponse) -> dict[str, str | bool]:

@@ -7,6 +7,7 @@ Errors use OpenAI's `{"error": {...}}` body so the client raises its usual excep
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -19,11 +20,10 @@ from litestar.status_codes import HTTP_200_OK
 from trivium.common.errors import InvalidInputError, TriviumError
 from trivium.common.http.problems import EXCEPTION_HANDLERS
 from trivium.common.logs import REQUEST_ID
-from trivium.gateway.invoke.limiter import InFlightLimiter
 from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse, Message
 from trivium.gateway.invoke.serving import serving
-from trivium.gateway.invoke.sse import EventStream, start_stream
+from trivium.gateway.invoke.sse import EventStream, PeekedStream, start_stream
 from trivium.gateway.policy import LoadedPolicy
 
 __all__ = ("ChatCompletionsController", "ChatRequest", "list_models")
@@ -139,11 +139,7 @@ def _completion(answer: InvokeResponse, model: str) -> dict[str, Any]:
 
 
 async def _chunks(
-    events: AsyncIterator[StreamEvent],
-    model: str,
-    request_id: str,
-    include_usage: bool,
-    limiter: InFlightLimiter,
+    events: PeekedStream[StreamEvent], model: str, request_id: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
     base = {
         "id": f"chatcmpl-{request_id}",
@@ -155,30 +151,29 @@ async def _chunks(
     def chunk(extra: dict[str, Any]) -> bytes:
         return b"data: " + _ENCODER.encode({**base, **extra}) + b"\n\n"
 
-    try:
-        first = True
-        async for event in events:
-            if isinstance(event, InvokeResponse):
-                yield chunk(
-                    {
-                        "choices": [
-                            {"index": 0, "delta": {}, "finish_reason": _finish_reason(event)}
-                        ],
-                        "trivium": _extension(event),
-                    }
-                )
-                if include_usage:
-                    yield chunk({"choices": [], "usage": _usage(event)})
-                continue
-            delta: dict[str, str] = {"content": event}
-            if first:
-                delta["role"], first = "assistant", False
-            yield chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        yield b"data: [DONE]\n\n"
-    except TriviumError as exc:
-        yield b"data: " + _ENCODER.encode(_openai_error(exc.status_code, exc)) + b"\n\n"
-    finally:
-        limiter.release()
+    first = True
+    async with contextlib.aclosing(events):
+        try:
+            async for event in events:
+                if isinstance(event, InvokeResponse):
+                    yield chunk(
+                        {
+                            "choices": [
+                                {"index": 0, "delta": {}, "finish_reason": _finish_reason(event)}
+                            ],
+                            "trivium": _extension(event),
+                        }
+                    )
+                    if include_usage:
+                        yield chunk({"choices": [], "usage": _usage(event)})
+                    continue
+                delta: dict[str, str] = {"content": event}
+                if first:
+                    delta["role"], first = "assistant", False
+                yield chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+            yield b"data: [DONE]\n\n"
+        except TriviumError as exc:
+            yield b"data: " + _ENCODER.encode(_openai_error(exc.status_code, exc)) + b"\n\n"
 
 
 _ERROR_TYPES = {
@@ -241,7 +236,7 @@ class ChatCompletionsController(Controller):
         self, request: Request[Any, Any, Any], data: ChatRequest
     ) -> Response[bytes] | EventStream:
         here = serving(request)
-        invoker, limiter = here.invoker, here.limiter
+        invoker = here.invoker
         try:
             call = invoker.resolve(
                 data.model, data.to_invoke(), here.policies.current, REQUEST_ID.get() or ""
@@ -250,22 +245,14 @@ class ChatCompletionsController(Controller):
             if exc.field == "feature":
                 exc.field = "model"
             raise
-        limiter.acquire()
         if not data.stream:
-            try:
-                answer = await invoker.invoke(call)
-            finally:
-                limiter.release()
+            answer = await invoker.invoke(call)
             return Response(
                 _ENCODER.encode(_completion(answer, data.model)), media_type="application/json"
             )
-        try:
-            events = await start_stream(invoker.stream(call))
-        except BaseException:
-            limiter.release()
-            raise
+        events = await start_stream(invoker.stream(call))
         include_usage = data.stream_options is not None and data.stream_options.include_usage
-        return EventStream(_chunks(events, data.model, call.request_id, include_usage, limiter))
+        return EventStream(_chunks(events, data.model, call.request_id, include_usage))
 
 
 @get("/v1/models", tags=["openai"], sync_to_thread=False, summary="The features, as OpenAI models")

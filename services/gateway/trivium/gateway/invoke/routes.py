@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,28 +11,24 @@ from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import TriviumError
 from trivium.common.logs import REQUEST_ID
-from trivium.gateway.invoke.limiter import InFlightLimiter
 from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
 from trivium.gateway.invoke.serving import serving
-from trivium.gateway.invoke.sse import EventStream, sse_event, start_stream
+from trivium.gateway.invoke.sse import EventStream, PeekedStream, sse_event, start_stream
 
 __all__ = ("InvokeController",)
 
 
-async def _sse(
-    events: AsyncIterator[StreamEvent], limiter: InFlightLimiter
-) -> AsyncIterator[bytes]:
-    try:
-        async for event in events:
-            if isinstance(event, InvokeResponse):
-                yield sse_event(event, "summary")
-            else:
-                yield sse_event({"text": event}, "delta")
-    except TriviumError as exc:
-        yield sse_event(exc.to_problem(), "error")
-    finally:
-        limiter.release()
+async def _sse(events: PeekedStream[StreamEvent]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(events):
+        try:
+            async for event in events:
+                if isinstance(event, InvokeResponse):
+                    yield sse_event(event, "summary")
+                else:
+                    yield sse_event({"text": event}, "delta")
+        except TriviumError as exc:
+            yield sse_event(exc.to_problem(), "error")
 
 
 class InvokeController(Controller):
@@ -52,17 +49,8 @@ class InvokeController(Controller):
         self, request: Request[Any, Any, Any], feature: str, data: InvokeRequest
     ) -> InvokeResponse | EventStream:
         here = serving(request)
-        invoker, limiter = here.invoker, here.limiter
+        invoker = here.invoker
         call = invoker.resolve(feature, data, here.policies.current, REQUEST_ID.get() or "")
-        limiter.acquire()
         if not data.stream:
-            try:
-                return await invoker.invoke(call)
-            finally:
-                limiter.release()
-        try:
-            events = await start_stream(invoker.stream(call))
-        except BaseException:
-            limiter.release()
-            raise
-        return EventStream(_sse(events, limiter))
+            return await invoker.invoke(call)
+        return EventStream(_sse(await start_stream(invoker.stream(call))))

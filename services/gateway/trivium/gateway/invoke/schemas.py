@@ -59,7 +59,7 @@ class Usage(msgspec.Struct, frozen=True):
     total_tokens: int
 
 
-class Timings(msgspec.Struct):
+class Timings(msgspec.Struct, frozen=True):
     """Milliseconds per stage; stages a road does not run stay 0."""
 
     retrieve: float = 0.0

@@ -1,4 +1,4 @@
-"""What the invoke routes need, in one object the app keeps in its state.
+"""What the invoke routes need (the invoker and the policy), in one object in app state.
 
 Read from `request.app.state` rather than through dependency injection: with several
 dependencies Litestar resolves them in an anyio task group, three tasks per request, which
@@ -12,7 +12,6 @@ from typing import Any
 
 from litestar import Request
 
-from trivium.gateway.invoke.limiter import InFlightLimiter
 from trivium.gateway.invoke.pipeline import Invoker
 from trivium.gateway.policy import PolicyHolder
 
@@ -22,7 +21,6 @@ __all__ = ("Serving", "serving")
 @dataclass(frozen=True, slots=True)
 class Serving:
     invoker: Invoker
-    limiter: InFlightLimiter
     policies: PolicyHolder
 
 

@@ -17,10 +17,9 @@ from redis.exceptions import RedisError
 
 from trivium.common.aio import cancel_and_wait
 from trivium.gateway.invoke.schemas import InvokeResponse
-from trivium.gateway.policy.model import ROADS, Arm, Feature
 from trivium.gateway.telemetry.metrics import KpiRecorder, ShadowStatus
 
-__all__ = ("ShadowRecord", "ShadowRunner", "shadow_arms")
+__all__ = ("Generate", "ShadowRecord", "ShadowRunner")
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +43,6 @@ class ShadowRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     primary_groundedness: float | None = None
     cost_usd: float = 0.0
     error: str | None = None
-
-
-def shadow_arms(feature_name: str, feature: Feature, primary: Arm) -> list[tuple[str, Arm]]:
-    """Each shadow entry (a variant name or a road) as the arm it runs, minus the caller's own."""
-    arms = []
-    base = feature.arm(feature_name)
-    for entry in feature.shadow:
-        if entry in feature.variants:
-            arm = feature.arm(feature_name, entry)
-        else:
-            arm = msgspec.structs.replace(base, route=ROADS[ROADS.index(entry)])
-        if arm != primary:
-            arms.append((entry, arm))
-    return arms
 
 
 Generate = Callable[[], Awaitable[InvokeResponse]]

@@ -159,6 +159,26 @@ class Feature(msgspec.Struct, frozen=True):
             return msgspec.structs.replace(primary, route=ROADS[ROADS.index(entry)])
         return self.arm(name, entry)
 
+    def fallback_arms(self, primary: Arm) -> tuple[Arm, ...]:
+        arms = [primary]
+        for entry in self.fallback:
+            arm = self.fallback_arm(primary.feature, entry, primary)
+            if arm not in arms:
+                arms.append(arm)
+        return tuple(arms[1:])
+
+    def shadow_arms(self, primary: Arm) -> tuple[tuple[str, Arm], ...]:
+        base = self.arm(primary.feature)
+        found = []
+        for entry in self.shadow:
+            if entry in self.variants:
+                arm = self.arm(primary.feature, entry)
+            else:
+                arm = msgspec.structs.replace(base, route=ROADS[ROADS.index(entry)])
+            if arm != primary:
+                found.append((entry, arm))
+        return tuple(found)
+
     def arm(self, name: str, variant: str | None = None) -> Arm:
         chosen = self.variants[variant] if variant is not None else Variant(weight=1.0)
         return Arm(

@@ -37,6 +37,7 @@ Verdict = Literal["passed", "flagged", "withheld"]
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
 STAGE_BUCKETS = (0.001, 0.0025, *REQUEST_BUCKETS)
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 GROUNDEDNESS_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
@@ -63,6 +64,14 @@ class KpiMetrics:
             "Time per pipeline stage.",
             ["feature", "stage"],
             buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.overhead_seconds = Histogram(
+            "trivium_gateway_overhead_seconds",
+            "The gateway's own time per request: total minus waiting on upstreams and the "
+            "retriever.",
+            ["feature"],
+            buckets=OVERHEAD_BUCKETS,
             registry=r,
         )
         self.tokens = Counter(
@@ -161,6 +170,9 @@ class KpiRecorder:
 
     def stage(self, feature: str, stage: Stage, seconds: float) -> None:
         self._histogram(self.metrics.stage_seconds, ("s", feature, stage)).observe(seconds)
+
+    def overhead(self, feature: str, seconds: float) -> None:
+        self._histogram(self.metrics.overhead_seconds, ("o", feature)).observe(seconds)
 
     def tokens(self, feature: str, route: str, prompt: int, completion: int) -> None:
         m = self.metrics

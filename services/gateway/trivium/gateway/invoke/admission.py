@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from trivium.gateway.invoke.errors import OverloadedError
 from trivium.gateway.telemetry.metrics import KpiRecorder
 
-__all__ = ("InFlightLimiter",)
+__all__ = ("Admission",)
 
 
-class InFlightLimiter:
-    """Single event loop, so a plain counter is exact; one per worker process."""
+class Admission:
+    """One per worker process; a single event loop makes the plain counter exact.
+
+    `admitted()` is the only way in: the slot is released when the block exits, whether the
+    request answered, failed, or (inside a stream's generator) was closed by its client.
+    """
 
     def __init__(self, limit: int, retry_after_s: int, kpis: KpiRecorder) -> None:
         self.limit = limit
-        self.kpis = kpis
         self.retry_after_s = retry_after_s
+        self.kpis = kpis
         self.in_flight = 0
 
-    def acquire(self) -> None:
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
         if self.in_flight >= self.limit:
             self.kpis.overload_rejected()
             raise OverloadedError(
@@ -26,7 +34,8 @@ class InFlightLimiter:
             )
         self.in_flight += 1
         self.kpis.in_flight_inc()
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self.kpis.in_flight_dec()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.kpis.in_flight_dec()

@@ -1,0 +1,50 @@
+"""One request as resolved when it arrived, and what its roads share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from trivium.gateway.invoke.schemas import InvokeRequest
+from trivium.gateway.policy import LoadedPolicy
+from trivium.gateway.policy.model import Arm, Feature
+from trivium.registry import ArtifactVersion
+
+__all__ = ("Call",)
+
+
+@dataclass(slots=True)
+class Call:
+    """The policy the request keeps, its arm and its deadline.
+
+    `references` memoises registry resolutions for this request, so the cache key and the road
+    that follows resolve each template or adapter once. `waited_s` adds up the time spent
+    waiting on the retriever and upstreams, for the gateway's own overhead.
+    """
+
+    request_id: str
+    feature_name: str
+    feature: Feature
+    loaded: LoadedPolicy
+    arm: Arm
+    request: InvokeRequest
+    deadline: float
+    started: float = field(default_factory=time.perf_counter)
+    references: dict[str, ArtifactVersion | str] = field(default_factory=dict)
+    waited_s: float = 0.0
+
+    @property
+    def variant(self) -> str:
+        return self.arm.variant or ""
+
+    def copy_for(self, arm: Arm) -> Call:
+        """The same request down another arm, on a fresh deadline (a shadow run)."""
+        return Call(
+            request_id=self.request_id,
+            feature_name=self.feature_name,
+            feature=self.feature,
+            loaded=self.loaded,
+            arm=arm,
+            request=self.request,
+            deadline=time.monotonic() + self.feature.limits.timeout_s,
+        )
