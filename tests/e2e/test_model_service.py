@@ -200,6 +200,8 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
         client.completions.create(model="no-such-adapter", prompt="x", max_tokens=2)
     assert excinfo.value.body is not None
     assert excinfo.value.code == "model_not_found"
+    assert excinfo.value.type == "invalid_request_error"  # as OpenAI's, and the gateway's
+    assert excinfo.value.param == "model"
 
 
 def test_prompt_longer_than_context_is_400_naming_the_limit(client: openai.OpenAI) -> None:
@@ -351,7 +353,8 @@ def test_admin_tokens_guard_adapter_writes(
         body = {"name": "guarded", "path": str(tiny["adapter_a"])}
         refused = http.post("/v1/adapters", json=body)
         assert refused.status_code == 401
-        assert refused.json()["error"]["type"] == "authentication_error"
+        assert refused.json()["error"]["type"] == "invalid_request_error"
+        assert refused.json()["error"]["code"] == "unauthorized"
         assert http.post("/v1/adapters/guarded/load", json={}).status_code == 401
         accepted = http.post("/v1/adapters", json=body, headers={"authorization": "Bearer t0ken"})
         assert accepted.status_code == 201

@@ -111,6 +111,7 @@ def test_unknown_model_and_bad_parameters_are_answered_before_vllm(
         unknown = http.post("/v1/completions", json={"model": "nope", "prompt": "x"})
         assert unknown.status_code == 404
         assert unknown.json()["error"]["code"] == "model_not_found"
+        assert unknown.json()["error"]["type"] == "invalid_request_error"
         bad = http.post("/v1/completions", json={"model": "base", "prompt": "x", "temperature": 9})
         assert bad.status_code == 400
         assert bad.json()["error"]["param"] == "temperature"
@@ -124,7 +125,7 @@ def test_vllm_down_is_503_with_retry_after(service: ServiceProcess, fake_vllm: F
             response = http.post("/v1/completions", json={"model": "base", "prompt": "x"})
         assert response.status_code == 503
         assert response.headers["retry-after"]
-        assert response.json()["error"]["type"] == "service_unavailable_error"
+        assert response.json()["error"]["type"] == "server_error"
     finally:
         fake_vllm.start()
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
+from trivium.common.http.error_mapping import problem_from
+from trivium.common.http.problems import problem_body
 from trivium.common.settings import RegistrySettings
 from trivium.registry import (
     ABSENT,
@@ -182,7 +184,7 @@ async def test_promote_is_compare_and_set(registry: Registry) -> None:
     assert error.field == "expected_current"
     assert error.extra == {"current": 1}
     assert "version 1" in error.message
-    assert error.to_problem()["current"] == 1
+    assert problem_body(problem_from(error))["current"] == 1
 
     with pytest.raises(LabelConflictError) as stale:
         await registry.promote(name, "production", 2, expected_current=3)

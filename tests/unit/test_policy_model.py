@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from trivium.common.http.error_mapping import problem_from
+from trivium.common.http.problems import problem_body
 from trivium.gateway.policy import (
     ROADS,
     InvalidPolicyError,
@@ -187,7 +189,7 @@ def test_every_error_in_the_file_is_reported_at_once() -> None:
         "features.support-kb.colour",
         "features.triage.adapter",
     }
-    problem = error.to_problem()
+    problem = problem_body(problem_from(error))
     assert problem["status"] == 422
     assert problem["code"] == "invalid_policy"
     assert {"path": "features.support-kb.retrieval.k", "message": "must be between 1 and 100"} in (

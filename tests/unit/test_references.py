@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from trivium.common.http.error_mapping import problem_from
+from trivium.common.http.problems import problem_body
 from trivium.registry import DEFAULT_LABEL, Reference, parse_reference
 from trivium.registry.errors import MalformedReferenceError
 from trivium.registry.references import validate_label, validate_name
@@ -61,7 +63,7 @@ def test_malformed_references_are_rejected(text: str, message: str) -> None:
     assert error.field == "ref"
     assert error.status_code == 400
     assert error.code == "malformed_reference"
-    assert error.to_problem()["field"] == "ref"
+    assert problem_body(problem_from(error))["field"] == "ref"
 
 
 def test_the_caller_names_the_field() -> None:

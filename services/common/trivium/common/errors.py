@@ -1,8 +1,9 @@
 """One error hierarchy for every service: the HTTP status lives on the class.
 
-Services raise these; each HTTP app maps them to a response in one handler
-(RFC 9457 problem details for the gateway and retriever, the OpenAI error shape
-for the model service). The CLI prints `message` and exits non-zero.
+Services raise these; `trivium.common.http.error_mapping` turns them (and any other
+exception) into what a caller is told, sent as RFC 9457 problem details by the gateway and
+retriever and in OpenAI's error shape by the model service and the gateway's OpenAI routes.
+The CLI prints `message` and exits non-zero.
 """
 
 from __future__ import annotations
@@ -43,20 +44,12 @@ class TriviumError(Exception):
         self.extra = extra or {}
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        """RFC 9457 problem details, with `code` and `field` as extension members."""
-        body: dict[str, Any] = {
-            "type": f"urn:trivium:error:{self.code}",
-            "title": self.title,
-            "status": self.status_code,
-            "detail": self.message,
-            "code": self.code,
-        }
-        if self.field is not None:
-            body["field"] = self.field
-        if instance is not None:
-            body["instance"] = instance
-        body.update(self.extra)
-        return body
+        """RFC 9457 problem details, as `trivium.common.http.problems.problem_body` builds
+        them (needs the HTTP extra); kept for callers not yet on `problem_event`."""
+        from trivium.common.http.error_mapping import problem_from
+        from trivium.common.http.problems import problem_body
+
+        return problem_body(problem_from(self), instance)
 
 
 class InvalidInputError(TriviumError):

@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
-from trivium.common.http.problems import EXCEPTION_HANDLERS
+from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
 from trivium.gateway.config import GatewaySettings
@@ -160,7 +160,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             }
         ),
         middleware=[RequestIdMiddleware, http_metrics_middleware("gateway")],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=PROBLEM_EXCEPTION_HANDLERS,
         request_max_body_size=section.max_request_bytes,
         openapi_config=OpenAPIConfig(title="Trivium gateway", version="0.1.0", path="/schema"),
         logging_config=None,

@@ -14,6 +14,7 @@ from litestar.openapi.config import OpenAPIConfig
 from prometheus_client import Gauge
 
 from trivium.common.aio import cancel_and_wait
+from trivium.common.http.openai_errors import OPENAI_EXCEPTION_HANDLERS
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
@@ -24,7 +25,6 @@ from trivium.model.config import ModelSettings
 from trivium.model.engines.factory import build_engine
 from trivium.model.engines.transformers_engine import TransformersEngine
 from trivium.model.health import readyz
-from trivium.model.openai.errors import OPENAI_EXCEPTION_HANDLERS
 from trivium.model.openai.routes import OpenAIController
 from trivium.model.openai.serving import OpenAIServing
 from trivium.model.vllm.engine import VllmEngine

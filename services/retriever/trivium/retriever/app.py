@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
-from trivium.common.http.problems import EXCEPTION_HANDLERS
+from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.retriever.config import RetrieverSettings
 from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
@@ -84,7 +84,7 @@ def create_app(
         lifespan=[lifespan],
         state=State({"settings": settings, "admin_tokens": settings.retriever.admin_tokens}),
         middleware=[RequestIdMiddleware, http_metrics_middleware("retriever")],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=PROBLEM_EXCEPTION_HANDLERS,
         request_max_body_size=settings.retriever.max_request_bytes,
         openapi_config=OpenAPIConfig(title="Trivium retriever", version="0.1.0", path="/schema"),
         logging_config=None,

@@ -1,97 +1,85 @@
-"""One mapping from errors to RFC 9457 problem details, for the gateway and the retriever."""
+"""Errors as RFC 9457 problem details (`application/problem+json`): the gateway and retriever.
+
+Built on the one mapping `trivium.common.http.error_mapping.problem_from`:
+
+* `problem_body(problem, instance)`: the body, with `code`, `field` and the error's
+  extension members (`errors` for validation failures, `upstream_error`, ...).
+* `PROBLEM_EXCEPTION_HANDLERS`: Litestar's `exception_handlers` for an app (or any layer);
+  status, `Retry-After` and the exception's own headers as the `Problem` says.
+  `EXCEPTION_HANDLERS` is the same object, under its older name.
+* `problem_event(exc)`: the same body as a server-sent event, `event: error\\ndata: {...}\\n\\n`,
+  for a stream that fails after its status was sent.
+"""
 
 from __future__ import annotations
 
-import logging
-import re
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from trivium.common.errors import TriviumError
+from trivium.common.http.error_mapping import Problem, problem_from
 
-__all__ = ("EXCEPTION_HANDLERS",)
+__all__ = (
+    "EXCEPTION_HANDLERS",
+    "HANDLED_EXCEPTIONS",
+    "PROBLEM_EXCEPTION_HANDLERS",
+    "PROBLEM_JSON",
+    "problem_body",
+    "problem_event",
+    "problem_response",
+)
 
-log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
-_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
+HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
+    TriviumError,
+    ValidationException,
+    HTTPException,
+    Exception,
+)
+"""The keys of every handler map here. Litestar merges the maps of an app, its routers and
+controllers, then picks the handler of the nearest class in the exception's MRO: a layer's map
+replaces the app's for every exception only when it has all of these keys."""
+
+_ENCODER = msgspec.json.Encoder()
 
 
-def _problem(
-    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
-) -> Response[Any]:
-    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def handle_trivium_error(request: Request[Any, Any, Any], exc: TriviumError) -> Response[Any]:
-    headers = None
-    if exc.retry_after_s is not None:
-        headers = {"Retry-After": str(exc.retry_after_s)}
-    return _problem(exc.to_problem(instance=request.url.path), exc.status_code, headers)
-
-
-def handle_validation_error(
-    request: Request[Any, Any, Any], exc: ValidationException
-) -> Response[Any]:
-    errors = exc.extra if isinstance(exc.extra, list) else []
-    fields = [str(e.get("key")) for e in errors if isinstance(e, dict) and e.get("key")]
-    messages = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
-    detail = "; ".join(messages) or exc.detail
+def problem_body(problem: Problem, instance: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "type": "urn:trivium:error:invalid_input",
-        "title": "Invalid input",
-        "status": 400,
-        "detail": detail,
-        "code": "invalid_input",
-        "instance": request.url.path,
-        "errors": errors,
+        "type": f"urn:trivium:error:{problem.code}",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "code": problem.code,
     }
-    unknown = _UNKNOWN_FIELD.search(detail)
-    if unknown is not None:
-        name, at = unknown.groups()
-        body["field"] = f"{at}.{name}" if at else name
-    elif fields:
-        body["field"] = fields[0]
-    return _problem(body, 400)
+    if problem.field is not None:
+        body["field"] = problem.field
+    if instance is not None:
+        body["instance"] = instance
+    body.update(problem.extra)
+    return body
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    code = {
-        401: "unauthorized",
-        404: "not_found",
-        405: "method_not_allowed",
-        413: "payload_too_large",
-    }
-    body = {
-        "type": f"urn:trivium:error:{code.get(exc.status_code, 'http_error')}",
-        "title": exc.detail if exc.status_code < 500 else "Server error",
-        "status": exc.status_code,
-        "detail": exc.detail,
-        "code": code.get(exc.status_code, "http_error"),
-        "instance": request.url.path,
-    }
-    return _problem(body, exc.status_code, exc.headers)
+def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    path = request.url.path
+    problem = problem_from(exc, path=path)
+    return Response(
+        problem_body(problem, instance=path),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=dict(problem.headers) or None,
+    )
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error", extra={"path": request.url.path})
-    body = {
-        "type": "urn:trivium:error:internal_error",
-        "title": "Internal error",
-        "status": 500,
-        "detail": "internal error; see the service log for this request id",
-        "code": "internal_error",
-        "instance": request.url.path,
-    }
-    return _problem(body, HTTP_500_INTERNAL_SERVER_ERROR)
+def problem_event(exc: Exception) -> bytes:
+    """`exc` as the `error` event of a server-sent event stream."""
+    return b"event: error\ndata: " + _ENCODER.encode(problem_body(problem_from(exc))) + b"\n\n"
 
 
-EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    TriviumError: handle_trivium_error,
-    ValidationException: handle_validation_error,
-    HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
-}
+PROBLEM_EXCEPTION_HANDLERS: ExceptionHandlersMap = dict.fromkeys(
+    HANDLED_EXCEPTIONS, problem_response
+)
+EXCEPTION_HANDLERS = PROBLEM_EXCEPTION_HANDLERS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -11,10 +10,10 @@ from dataclasses import dataclass
 import msgspec
 
 from trivium.common.errors import TriviumError
+from trivium.common.http.openai_errors import openai_error_chunk
 from trivium.model.adapters.manager import AdapterManager
 from trivium.model.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
 from trivium.model.errors import ContextLengthError
-from trivium.model.openai.errors import openai_error_body
 from trivium.model.openai.metrics import LATENCY, REQUESTS, TIME_TO_FIRST_TOKEN, TOKENS
 from trivium.model.openai.protocol import (
     ChatChoice,
@@ -30,7 +29,6 @@ from trivium.model.openai.protocol import (
 __all__ = ("OpenAIServing", "Prepared")
 
 _json = msgspec.json.Encoder()
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -165,15 +163,10 @@ class OpenAIServing:
                         }
                     )
                     yield _event({**base, "choices": [choice]})
-        except TriviumError as exc:
-            REQUESTS.labels(prepared.metric_model, prepared.endpoint, exc.code).inc()
-            yield _event(openai_error_body(exc))
-            yield b"data: [DONE]\n\n"
-            return
         except Exception as exc:  # the stream has started: report in-band, then end it
-            log.exception("generation failed mid-stream")
-            REQUESTS.labels(prepared.metric_model, prepared.endpoint, "internal_error").inc()
-            yield _event(openai_error_body(TriviumError(f"generation failed: {exc}")))
+            code = exc.code if isinstance(exc, TriviumError) else "internal_error"
+            REQUESTS.labels(prepared.metric_model, prepared.endpoint, code).inc()
+            yield openai_error_chunk(exc)
             yield b"data: [DONE]\n\n"
             return
         usage = self._account(prepared, tokens)

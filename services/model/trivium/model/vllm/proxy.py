@@ -12,8 +12,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import TriviumError
+from trivium.common.http.openai_errors import openai_error_chunk
 from trivium.model.adapters.manager import AdapterManager
-from trivium.model.openai.errors import openai_error_body
 from trivium.model.openai.metrics import LATENCY, REQUESTS, TOKENS
 from trivium.model.openai.protocol import ChatCompletionRequest, CompletionRequest, ModelList
 from trivium.model.openai.routes import EventStream, model_list
@@ -82,7 +82,7 @@ class VllmProxy:
                 yield chunk
         except TriviumError as exc:  # the status is sent: report in-band, then end
             REQUESTS.labels(metric_model, endpoint, exc.code).inc()
-            yield b"data: " + msgspec.json.encode(openai_error_body(exc)) + b"\n\n"
+            yield openai_error_chunk(exc)
             yield b"data: [DONE]\n\n"
             return
         finally:
