@@ -23,7 +23,6 @@ from trivium.common.errors import (
     BadGatewayError,
     InvalidInputError,
     NotFoundError,
-    TriviumError,
     UnavailableError,
 )
 from trivium.common.http.error_mapping import INTERNAL_ERROR_DETAIL, problem_from
@@ -316,5 +315,3 @@ def test_the_problem_carries_what_both_bodies_need() -> None:
 def test_the_older_names_are_the_same_builders() -> None:
     assert EXCEPTION_HANDLERS is PROBLEM_EXCEPTION_HANDLERS
     assert set(OPENAI_EXCEPTION_HANDLERS) == set(PROBLEM_EXCEPTION_HANDLERS)
-    error = TriviumError("broken", field="x", extra={"current": 2})
-    assert error.to_problem("/here") == problem_body(problem_from(error), instance="/here")

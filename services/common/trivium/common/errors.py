@@ -43,14 +43,6 @@ class TriviumError(Exception):
         self.field = field
         self.extra = extra or {}
 
-    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        """RFC 9457 problem details, as `trivium.common.http.problems.problem_body` builds
-        them (needs the HTTP extra); kept for callers not yet on `problem_event`."""
-        from trivium.common.http.error_mapping import problem_from
-        from trivium.common.http.problems import problem_body
-
-        return problem_body(problem_from(self), instance)
-
 
 class InvalidInputError(TriviumError):
     status_code = 400

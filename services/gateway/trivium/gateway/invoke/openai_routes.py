@@ -14,11 +14,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import InvalidInputError, TriviumError
-from trivium.common.http.problems import EXCEPTION_HANDLERS
+from trivium.common.http.openai_errors import OPENAI_EXCEPTION_HANDLERS, openai_error_chunk
 from trivium.common.logs import REQUEST_ID
 from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse, Message
@@ -173,60 +172,13 @@ async def _chunks(
                 yield chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
             yield b"data: [DONE]\n\n"
         except TriviumError as exc:
-            yield b"data: " + _ENCODER.encode(_openai_error(exc.status_code, exc)) + b"\n\n"
-
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    404: "invalid_request_error",
-    413: "invalid_request_error",
-}
-
-
-def _openai_error(status: int, exc: TriviumError) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": exc.message,
-            "type": _ERROR_TYPES.get(
-                status, "server_error" if status >= 500 else "invalid_request_error"
-            ),
-            "param": exc.field,
-            "code": exc.code,
-        }
-    }
-
-
-def _openai_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """OpenAI's error body; everything else (status, Retry-After) as the gateway's errors."""
-    response = EXCEPTION_HANDLERS[_handler_key(exc)](request, exc)
-    content = response.content if isinstance(response.content, dict) else {}
-    status = response.status_code or 500
-    message = str(content.get("detail", "error"))
-    field = content.get("field")
-    if field and str(field) not in message:
-        message = f"{field}: {message}"
-    body = {
-        "error": {
-            "message": message,
-            "type": "server_error" if status >= 500 else "invalid_request_error",
-            "param": field,
-            "code": content.get("code"),
-        }
-    }
-    return Response(body, status_code=status, headers=response.headers)
-
-
-def _handler_key(exc: Exception) -> type[Exception]:
-    for key in (TriviumError, ValidationException, HTTPException):
-        if isinstance(exc, key):
-            return key
-    return Exception
+            yield openai_error_chunk(exc)
 
 
 class ChatCompletionsController(Controller):
     path = "/v1/chat/completions"
     tags = ["openai"]
-    exception_handlers = {key: _openai_error_response for key in EXCEPTION_HANDLERS}
+    exception_handlers = OPENAI_EXCEPTION_HANDLERS
 
     @post(
         status_code=HTTP_200_OK,

@@ -10,6 +10,7 @@ from litestar import Controller, Request, post
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import TriviumError
+from trivium.common.http.problems import problem_event
 from trivium.common.logs import REQUEST_ID
 from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
@@ -28,7 +29,7 @@ async def _sse(events: PeekedStream[StreamEvent]) -> AsyncIterator[bytes]:
                 else:
                     yield sse_event({"text": event}, "delta")
         except TriviumError as exc:
-            yield sse_event(exc.to_problem(), "error")
+            yield problem_event(exc)
 
 
 class InvokeController(Controller):
