@@ -28,10 +28,10 @@ from trivium.gateway.policy.model import ROADS, Mode, OnFail, Road
 
 __all__ = (
     "COMBINATION",
-    "WAIVE_COMBINATIONS",
     "PATTERN_MESSAGES",
     "ROAD_CLASSES",
     "ROAD_NEEDS",
+    "WAIVE_COMBINATIONS",
     "FeatureDocument",
     "FeatureFile",
     "FinetuneFeature",
@@ -80,7 +80,7 @@ def _http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PydanticCustomError(
-            "policy_value", "must be an http(s) URL with a host (got {url!r})", {"url": url}
+            "policy_value", "must be an http(s) URL with a host (got {url})", {"url": repr(url)}
         )
     return url
 
@@ -119,8 +119,8 @@ class UpstreamFile(_File):
     model: Text
     api_key_env: Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)] | None = None
     """The name of the environment variable holding the key, never the key."""
-    connect_timeout_s: float = Field(2.0, gt=0, le=60)
-    read_timeout_s: float = Field(60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     price: Price | None = None
 
 
@@ -131,17 +131,17 @@ class FusionWeightsFile(_File):
 
 class RetrievalFile(_File):
     collection: Annotated[str, StringConstraints(pattern=COLLECTION_PATTERN)]
-    k: int = Field(5, ge=1, le=100)
+    k: int = Field(default=5, ge=1, le=100)
     mode: Mode = "hybrid"
     rerank: bool = False
-    rerank_top: int | None = Field(None, ge=1, le=1000)
+    rerank_top: int | None = Field(default=None, ge=1, le=1000)
     """Candidates the re-ranker picks k of; unset: max(20, k)."""
     weights: FusionWeightsFile | None = None
     """Hybrid fusion weights; unset: the retriever's defaults."""
-    min_groundedness: float | None = Field(None, ge=0, le=1)
+    min_groundedness: float | None = Field(default=None, ge=0, le=1)
     on_fail: OnFail | None = None
     """With min_groundedness: flag (the default) a poorly grounded answer, or withhold it."""
-    max_passage_chars: int | None = Field(None, ge=20, le=100_000)
+    max_passage_chars: int | None = Field(default=None, ge=20, le=100_000)
     """Cut each passage to this many characters in the prompt (a small model's context)."""
 
     @field_validator("rerank_top")
@@ -169,20 +169,20 @@ class RetrievalFile(_File):
     @field_validator("on_fail")
     @classmethod
     def _needs_threshold(cls, on_fail: OnFail | None, info: ValidationInfo) -> OnFail | None:
-        if on_fail is not None and "min_groundedness" in info.data:
-            if info.data["min_groundedness"] is None:
-                raise PydanticCustomError("policy_value", "needs min_groundedness")
+        threshold_unset = "min_groundedness" in info.data and info.data["min_groundedness"] is None
+        if on_fail is not None and threshold_unset:
+            raise PydanticCustomError("policy_value", "needs min_groundedness")
         return on_fail
 
 
 class LimitsFile(_File):
-    max_input_chars: int = Field(16_000, ge=1, le=1_000_000)
-    max_tokens: int = Field(512, ge=1, le=32_768)
-    timeout_s: float = Field(30.0, gt=0, le=600)
+    max_input_chars: int = Field(default=16_000, ge=1, le=1_000_000)
+    max_tokens: int = Field(default=512, ge=1, le=32_768)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
 
 
 class ResponseCacheFile(_File):
-    ttl_s: int | None = Field(None, ge=1, le=7 * 24 * 3600)
+    ttl_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     """Unset: the gateway's `cache.default_ttl_s`."""
 
 
@@ -250,7 +250,7 @@ class FeatureDocument(_File):
     """Roads or variant names, tried in order when the road before fails."""
     cache: CacheSetting = None
     """Exact-match answers from Redis: true, false, or {ttl_s}; unset: off."""
-    temperature: float | None = Field(None, ge=0, le=2)
+    temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature when the request sets none; unset: the upstream's default."""
 
 
@@ -310,7 +310,7 @@ ROAD_NEEDS: dict[Road, tuple[str, ...]] = {
 class PolicyFile(_File):
     """The routing policy file: upstreams to call and features routed over them."""
 
-    version: int | None = Field(None, ge=0)
+    version: int | None = Field(default=None, ge=0)
     upstreams: dict[Name, UpstreamFile] = {}
     features: dict[Name, FeatureFile] = {}
 

@@ -65,9 +65,9 @@ def _keys(raw: object, *path: str) -> frozenset[str]:
     """The string keys of the mapping at `path` in the raw file (none when it is not one)."""
     for part in path:
         raw = raw.get(part) if isinstance(raw, dict) else None
-    return frozenset(key for key in raw if isinstance(key, str)) if isinstance(raw, dict) else (
-        frozenset()
-    )
+    if not isinstance(raw, dict):
+        return frozenset()
+    return frozenset(key for key in raw if isinstance(key, str))
 
 
 class _Resolver:
@@ -197,13 +197,14 @@ def _upstream(body: UpstreamFile) -> Upstream:
 def _retrieval(body: RetrievalFile | None) -> Retrieval | None:
     if body is None:
         return None
+    weights = body.weights
     return Retrieval(
         collection=body.collection,
         k=body.k,
         mode=body.mode,
         rerank=body.rerank,
         rerank_top=max(20, body.k) if body.rerank_top is None else body.rerank_top,
-        weights=None if body.weights is None else FusionWeights(body.weights.dense, body.weights.sparse),
+        weights=None if weights is None else FusionWeights(weights.dense, weights.sparse),
         min_groundedness=body.min_groundedness,
         on_fail=body.on_fail or "flag",
         max_passage_chars=body.max_passage_chars,

@@ -27,6 +27,7 @@ from trivium.gateway.policy.document import (
     PolicyFile,
 )
 from trivium.gateway.policy.errors import ROOT, PolicyIssue
+from trivium.gateway.policy.model import Road
 
 __all__ = ("dotted", "validate")
 
@@ -178,13 +179,12 @@ def _message(kind: str, value: Any, ctx: dict[str, Any], place: _Place) -> str |
     if kind in _BOUNDS:
         return _bounds(place.field)
     if kind in _MAPPING:
-        return "must be a mapping of names" if get_origin(place.declared) is dict else (
-            "must be a mapping"
-        )
+        names = get_origin(place.declared) is dict
+        return "must be a mapping of names" if names else "must be a mapping"
     return _TYPES.get(kind)
 
 
-_ROAD_OF = {cls: road for road, cls in ROAD_CLASSES.items()}
+_ROAD_OF: dict[type[BaseModel], Road] = {cls: road for road, cls in ROAD_CLASSES.items()}
 _TYPES = {
     **dict.fromkeys(_INTEGER, "must be an integer"),
     **dict.fromkeys(_NUMBER, "must be a number"),
@@ -221,12 +221,12 @@ def _drop(data: Any, path: Path) -> Path | None:
         return None
     parent: Any = data
     for part in path[:-1]:
-        if isinstance(parent, dict) and part in parent:
-            parent = parent[part]
-        elif isinstance(parent, list) and isinstance(part, int) and part < len(parent):
-            parent = parent[part]
-        else:
+        inside = isinstance(parent, dict) and part in parent
+        if not inside and not (isinstance(parent, list) and isinstance(part, int)):
             return None
+        if isinstance(parent, list) and not 0 <= int(part) < len(parent):
+            return None
+        parent = parent[part]
     if isinstance(parent, list):
         return _drop(data, path[:-1])
     if isinstance(parent, dict) and path[-1] in parent:
