@@ -7,7 +7,7 @@ registry references) are checked by `resolve.py` once this model has read the fi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -313,8 +313,3 @@ class PolicyFile(_File):
     version: int | None = Field(default=None, ge=0)
     upstreams: dict[Name, UpstreamFile] = {}
     features: dict[Name, FeatureFile] = {}
-
-
-def needs_missing(road: Road, have: dict[str, Any]) -> tuple[str, ...]:
-    """What `road` needs that is None in `have`."""
-    return tuple(need for need in ROAD_NEEDS[road] if have.get(need) is None)

@@ -221,15 +221,23 @@ def _drop(data: Any, path: Path) -> Path | None:
         return None
     parent: Any = data
     for part in path[:-1]:
-        inside = isinstance(parent, dict) and part in parent
-        if not inside and not (isinstance(parent, list) and isinstance(part, int)):
+        parent = _child(parent, part)
+        if parent is _ABSENT:
             return None
-        if isinstance(parent, list) and not 0 <= int(part) < len(parent):
-            return None
-        parent = parent[part]
     if isinstance(parent, list):
         return _drop(data, path[:-1])
     if isinstance(parent, dict) and path[-1] in parent:
         del parent[path[-1]]
         return path
     return _drop(data, path[:-1])
+
+
+_ABSENT = object()
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part, _ABSENT)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _ABSENT
