@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from trivium.common.errors import InvalidInputError
-from trivium.common.settings import TriviumSettings, load_settings
+from trivium.common.settings import TOP_LEVEL_KEYS, TriviumSettings, load_settings
 from trivium.gateway.config import GatewaySettings
 from trivium.model.config import ModelSettings
 from trivium.retriever.config import RetrieverSettings
@@ -76,3 +76,31 @@ def test_unreadable_or_non_mapping_file(tmp_path: Path) -> None:
     listing.write_text("- a\n- b\n")
     with pytest.raises(InvalidInputError, match="must hold a mapping"):
         load_settings(GatewaySettings, listing)
+
+
+def test_a_mistyped_section_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "trivium.yaml"
+    config.write_text("gatway: {port: 9000}\n")
+    with pytest.raises(InvalidInputError) as caught:
+        load_settings(GatewaySettings, config)
+    assert caught.value.field == "gatway"
+    assert "unknown top-level key 'gatway'" in caught.value.message
+    assert "gateway" in caught.value.message.split("known sections:")[1]
+
+
+def test_a_section_of_another_process_is_not_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "trivium.yaml"
+    config.write_text("gateway: {port: 9000}\nretriever: {port: 9200}\nmodel: {port: 9300}\n")
+    assert load_settings(GatewaySettings, config).gateway.port == 9000
+    assert load_settings(RetrieverSettings, config).retriever.port == 9200
+    assert load_settings(ModelSettings, config).model.port == 9300
+
+
+def test_the_known_sections_are_every_process_settings_fields() -> None:
+    fields = {
+        name
+        for settings in (GatewaySettings, RetrieverSettings, ModelSettings)
+        for name in settings.model_fields
+    }
+    assert len(set(TOP_LEVEL_KEYS)) == len(TOP_LEVEL_KEYS)
+    assert set(TOP_LEVEL_KEYS) == fields - {"config_file"}  # an argument, not a file key

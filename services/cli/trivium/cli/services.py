@@ -29,7 +29,7 @@ def gateway() -> None:
 @pass_state
 def gateway_serve(state: CliState) -> None:
     """Serve the gateway (embedded Redis unless redis.url is set)."""
-    from trivium.gateway.policy.loader import InvalidPolicyError
+    from trivium.gateway.policy.errors import InvalidPolicyError
     from trivium.gateway.server import serve
 
     try:

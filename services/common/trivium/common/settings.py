@@ -19,9 +19,31 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from trivium.common.errors import InvalidInputError
 
-__all__ = ("LogSettings", "RedisSettings", "RegistrySettings", "TriviumSettings", "load_settings")
+__all__ = (
+    "TOP_LEVEL_KEYS",
+    "LogSettings",
+    "RedisSettings",
+    "RegistrySettings",
+    "TriviumSettings",
+    "load_settings",
+)
 
 CONFIG_ENV_VAR = "TRIVIUM_CONFIG"
+
+TOP_LEVEL_KEYS: tuple[str, ...] = (
+    # every process: TriviumSettings
+    "data_dir",
+    "log",
+    "redis",
+    "registry",
+    # each service's own section: GatewaySettings, RetrieverSettings, ModelSettings
+    "gateway",
+    "retriever",
+    "model",
+)
+"""The top-level keys of the config file. One file serves every process and each reads only
+its own settings class, so a key is known when ANY Trivium process reads it; a settings class
+that adds a top-level field adds it here too (a unit test holds them equal)."""
 
 
 class Section(BaseModel):
@@ -88,6 +110,13 @@ class YamlFileSource(PydanticBaseSettingsSource):
         explicit = init_settings().get("config_file")
         path = explicit or os.environ.get(CONFIG_ENV_VAR)
         self._data = _read_yaml(Path(path)) if path else {}
+        for key in self._data:
+            if key not in TOP_LEVEL_KEYS:
+                raise InvalidInputError(
+                    f"config file {path}: unknown top-level key {key!r}; "
+                    f"known sections: {', '.join(TOP_LEVEL_KEYS)}",
+                    field=str(key),
+                )
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False

@@ -21,7 +21,8 @@ from prometheus_client import Counter, Gauge
 from trivium.common.aio import cancel_and_wait
 from trivium.common.errors import ConflictError
 from trivium.common.metrics_multiprocess import multiprocess_enabled
-from trivium.gateway.policy.loader import ROOT, InvalidPolicyError, PolicyIssue, parse_policy
+from trivium.gateway.policy.errors import ROOT, InvalidPolicyError, PolicyIssue
+from trivium.gateway.policy.loader import parse_policy
 from trivium.gateway.policy.model import Policy, policy_hash
 
 __all__ = ("INFO", "RELOADS", "LoadedPolicy", "NoPolicyFileError", "PolicyHolder", "ReloadOutcome")

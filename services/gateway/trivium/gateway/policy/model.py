@@ -1,4 +1,8 @@
-"""The routing policy as validated, immutable structs (built only by `loader.py`)."""
+"""The routing policy the gateway runs: frozen structs built from the file by `resolve.py`.
+
+The file's shape and rules live in `document.py`; these are the validated, resolved objects a
+request reads (template and adapter references normalised, every arm computed at load time).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,13 @@ from typing import Literal
 import msgspec
 
 __all__ = (
-    "MODES",
-    "ON_FAIL",
     "ROADS",
-    "ROAD_NEEDS",
     "Arm",
     "Feature",
     "FusionWeights",
     "GpuPrice",
     "Limits",
     "Mode",
-    "Need",
     "OnFail",
     "Policy",
     "ResponseCache",
@@ -27,23 +27,14 @@ __all__ = (
     "TokenPrice",
     "Upstream",
     "Variant",
+    "entry_arm",
     "policy_hash",
 )
 
 Road = Literal["prompt", "rag", "finetune", "rag+prompt", "finetune+rag"]
 ROADS: tuple[Road, ...] = ("prompt", "rag", "finetune", "rag+prompt", "finetune+rag")
-Need = Literal["template", "retrieval", "adapter"]
 Mode = Literal["dense", "sparse", "hybrid"]
-MODES: tuple[Mode, ...] = ("dense", "sparse", "hybrid")
 OnFail = Literal["flag", "withhold"]
-ON_FAIL: tuple[OnFail, ...] = ("flag", "withhold")
-ROAD_NEEDS: dict[Road, tuple[Need, ...]] = {
-    "prompt": ("template",),
-    "rag": ("template", "retrieval"),
-    "finetune": ("adapter",),
-    "rag+prompt": ("template", "retrieval"),
-    "finetune+rag": ("adapter", "retrieval"),
-}
 
 
 class TokenPrice(msgspec.Struct, frozen=True, tag_field="kind", tag="tokens"):
@@ -125,17 +116,20 @@ class Arm(msgspec.Struct, frozen=True):
     upstream: str
     limits: Limits
 
-    def missing(self, road: Road | None = None) -> tuple[Need, ...]:
-        """What `road` (default: this arm's route) needs that this arm does not set."""
-        have = {
-            "template": self.template is not None,
-            "adapter": self.adapter is not None,
-            "retrieval": self.retrieval is not None,
-        }
-        return tuple(need for need in ROAD_NEEDS[road or self.route] if not have[need])
+
+class _Arms(msgspec.Struct, frozen=True):
+    """A feature's arms, computed once when the policy loads (see `Feature.precompute`)."""
+
+    feature: str
+    by_variant: dict[str | None, Arm]
+    fallbacks: dict[str | None, tuple[Arm, ...]]
+    shadows: dict[str | None, tuple[tuple[str, Arm], ...]]
 
 
-class Feature(msgspec.Struct, frozen=True):
+class Feature(msgspec.Struct, frozen=True, dict=True):
+    """A feature as the policy file sets it. Its arms are precomputed when the policy loads
+    (kept outside the struct's fields, so they are neither encoded nor hashed)."""
+
     route: Road
     upstream: str
     template: str | None = None
@@ -153,11 +147,16 @@ class Feature(msgspec.Struct, frozen=True):
     temperature: float | None = None
     """Sampling temperature when the request sets none; unset: the upstream's default."""
 
-    def fallback_arm(self, name: str, entry: str, primary: Arm) -> Arm:
-        """A fallback entry as an arm: a variant as it is, a road as `primary` on that road."""
-        if entry in ROADS:
-            return msgspec.structs.replace(primary, route=ROADS[ROADS.index(entry)])
-        return self.arm(name, entry)
+    def precompute(self, name: str) -> Feature:
+        """Compute every arm, fallback chain and shadow list of this feature named `name`."""
+        by_variant = {v: self._build_arm(name, v) for v in (None, *self.variants)}
+        self.__dict__["_arms"] = _Arms(
+            feature=name,
+            by_variant=by_variant,
+            fallbacks={v: self._fallback_arms(arm, by_variant) for v, arm in by_variant.items()},
+            shadows={v: self._shadow_arms(arm, by_variant) for v, arm in by_variant.items()},
+        )
+        return self
 
     def fallback_arms(self, primary: Arm) -> tuple[Arm, ...]:
         arms = [primary]
@@ -180,6 +179,41 @@ class Feature(msgspec.Struct, frozen=True):
         return tuple(found)
 
     def arm(self, name: str, variant: str | None = None) -> Arm:
+        """The arm of `variant` (None: the feature's own); `name` is the feature's name."""
+        arms = self._precomputed(name)
+        if arms is not None:
+            return arms.by_variant[variant]
+        return self._build_arm(name, variant)
+
+    def fallback_arms(self, primary: Arm) -> tuple[Arm, ...]:
+        """The fallback chain after `primary`, in order, without repeats or `primary` itself."""
+        arms = self._precomputed(primary.feature)
+        if arms is not None and arms.by_variant.get(primary.variant) == primary:
+            return arms.fallbacks[primary.variant]
+        return self._fallback_arms(primary, self._all_arms(primary.feature))
+
+    def shadow_arms(self, primary: Arm) -> tuple[tuple[str, Arm], ...]:
+        """Each shadow entry with the arm it runs, except those that would run `primary`."""
+        arms = self._precomputed(primary.feature)
+        if arms is not None and arms.by_variant.get(primary.variant) == primary:
+            return arms.shadows[primary.variant]
+        return self._shadow_arms(primary, self._all_arms(primary.feature))
+
+    def fallback_arm(self, name: str, entry: str, primary: Arm) -> Arm:
+        """One fallback entry as an arm: a variant as it is, a road as `primary` on that road."""
+        return entry_arm(entry, primary, self._all_arms(name))
+
+    def _precomputed(self, name: str) -> _Arms | None:
+        arms: _Arms | None = self.__dict__.get("_arms")
+        return arms if arms is not None and arms.feature == name else None
+
+    def _all_arms(self, name: str) -> dict[str | None, Arm]:
+        arms = self._precomputed(name)
+        if arms is not None:
+            return arms.by_variant
+        return {v: self._build_arm(name, v) for v in (None, *self.variants)}
+
+    def _build_arm(self, name: str, variant: str | None) -> Arm:
         chosen = self.variants[variant] if variant is not None else Variant(weight=1.0)
         return Arm(
             feature=name,
@@ -191,6 +225,29 @@ class Feature(msgspec.Struct, frozen=True):
             upstream=chosen.upstream or self.upstream,
             limits=self.limits,
         )
+
+    def _fallback_arms(self, primary: Arm, arms: dict[str | None, Arm]) -> tuple[Arm, ...]:
+        chain: list[Arm] = [primary]
+        for entry in self.fallback:
+            arm = entry_arm(entry, primary, arms)
+            if arm not in chain:
+                chain.append(arm)
+        return tuple(chain[1:])
+
+    def _shadow_arms(
+        self, primary: Arm, arms: dict[str | None, Arm]
+    ) -> tuple[tuple[str, Arm], ...]:
+        own = arms[None]
+        resolved = ((entry, entry_arm(entry, own, arms)) for entry in self.shadow)
+        return tuple((entry, arm) for entry, arm in resolved if arm != primary)
+
+
+def entry_arm(entry: str, base: Arm, variant_arms: dict[str | None, Arm]) -> Arm:
+    """A fallback or shadow entry as the arm it runs: a road is `base` on that road, a variant
+    name is that variant's arm. (Roads win: a variant may not be named like one.)"""
+    if entry in ROADS:
+        return msgspec.structs.replace(base, route=ROADS[ROADS.index(entry)])
+    return variant_arms[entry]
 
 
 class Policy(msgspec.Struct, frozen=True):

@@ -1,0 +1,315 @@
+"""The policy file's shape and rules: a pydantic model (it also gives editors a JSON Schema).
+
+One class per road, told apart by `route`; each declares as required what its road needs.
+Rules that tie names across the file (upstreams, variants, fallback and shadow entries,
+registry references) are checked by `resolve.py` once this model has read the file.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from trivium.gateway.policy.model import ROADS, Mode, OnFail, Road
+
+__all__ = (
+    "COMBINATION",
+    "PATTERN_MESSAGES",
+    "ROAD_CLASSES",
+    "ROAD_NEEDS",
+    "WAIVE_COMBINATIONS",
+    "FeatureDocument",
+    "FeatureFile",
+    "FinetuneFeature",
+    "FinetuneRagFeature",
+    "FusionWeightsFile",
+    "GpuPriceFile",
+    "LimitsFile",
+    "PolicyFile",
+    "PromptFeature",
+    "RagFeature",
+    "RagPromptFeature",
+    "ResponseCacheFile",
+    "RetrievalFile",
+    "TokenPriceFile",
+    "UpstreamFile",
+    "VariantFile",
+)
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NAME_HINT = "use 1-63 of a-z 0-9 -, starting with a letter or digit"
+PATTERN_MESSAGES = {
+    NAME_PATTERN: "invalid name {value!r}: " + NAME_HINT,
+    COLLECTION_PATTERN: "invalid value {value!r}: " + NAME_HINT.replace("0-9 -", "0-9 _ -"),
+    ENV_VAR_PATTERN: "invalid value {value!r}: the name of an environment variable",
+}
+"""The message for a value that does not match each pattern (used by `validation.py`)."""
+
+COMBINATION = "policy_combination"
+"""The error type of a rule about how a mapping's entries combine (see `validation.py`)."""
+WAIVE_COMBINATIONS = "waive_combinations"
+"""Validation context key: skip the COMBINATION rules (to read on past their errors)."""
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Text = Annotated[str, StringConstraints(min_length=1)]
+Reference = Text
+"""A registry reference (`name`, `name@label`, `name@version`), normalised by `resolve.py`."""
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PydanticCustomError(
+            "policy_value", "must be an http(s) URL with a host (got {url})", {"url": repr(url)}
+        )
+    return url
+
+
+class TokenPriceFile(_File):
+    """A hosted API's list price, USD per 1,000 tokens."""
+
+    prompt_per_1k: float = Field(ge=0, le=1_000)
+    completion_per_1k: float = Field(ge=0, le=1_000)
+
+
+class GpuPriceFile(_File):
+    """Self-hosted: USD per GPU hour and the tokens an hour serves."""
+
+    gpu_hour_usd: float = Field(ge=0, le=10_000)
+    tokens_per_hour: int = Field(ge=1, le=10**12)
+
+
+def _price_kind(value: object) -> str:
+    """A price with any GPU key is a GPU price (its other keys then are unknown)."""
+    if isinstance(value, GpuPriceFile) or (
+        isinstance(value, dict) and not GpuPriceFile.model_fields.keys().isdisjoint(value)
+    ):
+        return "gpu"
+    return "tokens"
+
+
+Price = Annotated[
+    Annotated[TokenPriceFile, Tag("tokens")] | Annotated[GpuPriceFile, Tag("gpu")],
+    Discriminator(_price_kind),
+]
+
+
+class UpstreamFile(_File):
+    url: Annotated[Text, AfterValidator(_http_url)]
+    model: Text
+    api_key_env: Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)] | None = None
+    """The name of the environment variable holding the key, never the key."""
+    connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    price: Price | None = None
+
+
+class FusionWeightsFile(_File):
+    dense: float = Field(gt=0, le=100)
+    sparse: float = Field(gt=0, le=100)
+
+
+class RetrievalFile(_File):
+    collection: Annotated[str, StringConstraints(pattern=COLLECTION_PATTERN)]
+    k: int = Field(default=5, ge=1, le=100)
+    mode: Mode = "hybrid"
+    rerank: bool = False
+    rerank_top: int | None = Field(default=None, ge=1, le=1000)
+    """Candidates the re-ranker picks k of; unset: max(20, k)."""
+    weights: FusionWeightsFile | None = None
+    """Hybrid fusion weights; unset: the retriever's defaults."""
+    min_groundedness: float | None = Field(default=None, ge=0, le=1)
+    on_fail: OnFail | None = None
+    """With min_groundedness: flag (the default) a poorly grounded answer, or withhold it."""
+    max_passage_chars: int | None = Field(default=None, ge=20, le=100_000)
+    """Cut each passage to this many characters in the prompt (a small model's context)."""
+
+    @field_validator("rerank_top")
+    @classmethod
+    def _at_least_k(cls, rerank_top: int | None, info: ValidationInfo) -> int | None:
+        k = info.data.get("k")
+        if rerank_top is not None and info.data.get("rerank") and k is not None and rerank_top < k:
+            raise PydanticCustomError(
+                "policy_value", "must be at least k ({k}): re-ranking picks k of them", {"k": k}
+            )
+        return rerank_top
+
+    @field_validator("weights")
+    @classmethod
+    def _only_hybrid(
+        cls, weights: FusionWeightsFile | None, info: ValidationInfo
+    ) -> FusionWeightsFile | None:
+        mode = info.data.get("mode")
+        if weights is not None and mode is not None and mode != "hybrid":
+            raise PydanticCustomError(
+                "policy_value", "only apply to mode hybrid (mode is {mode})", {"mode": mode}
+            )
+        return weights
+
+    @field_validator("on_fail")
+    @classmethod
+    def _needs_threshold(cls, on_fail: OnFail | None, info: ValidationInfo) -> OnFail | None:
+        threshold_unset = "min_groundedness" in info.data and info.data["min_groundedness"] is None
+        if on_fail is not None and threshold_unset:
+            raise PydanticCustomError("policy_value", "needs min_groundedness")
+        return on_fail
+
+
+class LimitsFile(_File):
+    max_input_chars: int = Field(default=16_000, ge=1, le=1_000_000)
+    max_tokens: int = Field(default=512, ge=1, le=32_768)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+
+class ResponseCacheFile(_File):
+    ttl_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    """Unset: the gateway's `cache.default_ttl_s`."""
+
+
+def _cache_switch(value: object) -> object:
+    """`cache: true` is the gateway's default TTL, `cache: false` is off."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+CacheSetting = Annotated[
+    ResponseCacheFile | None,
+    BeforeValidator(_cache_switch, json_schema_input_type=bool | ResponseCacheFile | None),
+]
+
+
+def _not_a_road(name: str) -> str:
+    if name in ROADS:
+        raise PydanticCustomError("policy_value", "a variant must not be named like a road")
+    return name
+
+
+class VariantFile(_File):
+    """One arm of an experiment: a weight and what it changes from its feature (unset: same)."""
+
+    weight: float = Field(ge=0, le=1_000_000)
+    route: Road | None = None
+    template: Reference | None = None
+    adapter: Reference | None = None
+    retrieval: RetrievalFile | None = None
+    """Replaces the feature's whole retrieval block."""
+    upstream: Text | None = None
+
+
+def _some_weight(variants: dict[str, VariantFile], info: ValidationInfo) -> dict[str, VariantFile]:
+    if not variants:
+        raise PydanticCustomError("policy_value", "must name at least one variant")
+    waived = bool(info.context and info.context.get(WAIVE_COMBINATIONS))
+    if not waived and not any(variant.weight > 0 for variant in variants.values()):
+        raise PydanticCustomError(COMBINATION, "at least one weight must be above 0")
+    return variants
+
+
+Variants = Annotated[
+    dict[Annotated[Name, AfterValidator(_not_a_road)], VariantFile], AfterValidator(_some_weight)
+]
+
+
+class FeatureDocument(_File):
+    """What every road's feature may set; each road's class makes its needs required."""
+
+    route: Road
+    upstream: Text
+    """The name of an entry of `upstreams`."""
+    template: Reference | None = None
+    adapter: Reference | None = None
+    retrieval: RetrievalFile | None = None
+    limits: LimitsFile = LimitsFile()
+    variants: Variants = {}
+    shadow: list[Text] = []
+    """Variant names or roads run on a copy of the request, off the response path."""
+    fallback: list[Text] = []
+    """Roads or variant names, tried in order when the road before fails."""
+    cache: CacheSetting = None
+    """Exact-match answers from Redis: true, false, or {ttl_s}; unset: off."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature when the request sets none; unset: the upstream's default."""
+
+
+class PromptFeature(FeatureDocument):
+    route: Literal["prompt"]
+    template: Reference
+
+
+class RagFeature(FeatureDocument):
+    route: Literal["rag"]
+    template: Reference
+    retrieval: RetrievalFile
+
+
+class FinetuneFeature(FeatureDocument):
+    route: Literal["finetune"]
+    adapter: Reference
+
+
+class RagPromptFeature(FeatureDocument):
+    route: Literal["rag+prompt"]
+    template: Reference
+    retrieval: RetrievalFile
+
+
+class FinetuneRagFeature(FeatureDocument):
+    route: Literal["finetune+rag"]
+    adapter: Reference
+    retrieval: RetrievalFile
+
+
+FeatureFile = Annotated[
+    PromptFeature | RagFeature | FinetuneFeature | RagPromptFeature | FinetuneRagFeature,
+    Field(discriminator="route"),
+]
+
+
+def _road_of(cls: type[FeatureDocument]) -> Road:
+    [road] = get_args(cls.model_fields["route"].annotation)
+    return ROADS[ROADS.index(road)]
+
+
+ROAD_CLASSES: dict[Road, type[FeatureDocument]] = {
+    _road_of(cls): cls for cls in get_args(get_args(FeatureFile)[0])
+}
+ROAD_NEEDS: dict[Road, tuple[str, ...]] = {
+    road: tuple(
+        name
+        for name, field in cls.model_fields.items()
+        if field.is_required() and not FeatureDocument.model_fields[name].is_required()
+    )
+    for road, cls in ROAD_CLASSES.items()
+}
+"""What each road needs that a feature may otherwise leave unset (template, adapter, retrieval)."""
+
+
+class PolicyFile(_File):
+    """The routing policy file: upstreams to call and features routed over them."""
+
+    version: int | None = Field(default=None, ge=0)
+    upstreams: dict[Name, UpstreamFile] = {}
+    features: dict[Name, FeatureFile] = {}
