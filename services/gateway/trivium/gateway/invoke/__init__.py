@@ -4,7 +4,6 @@ from trivium.gateway.invoke.cache import ResponseCache
 from trivium.gateway.invoke.limiter import InFlightLimiter
 from trivium.gateway.invoke.openai_routes import ChatCompletionsController, list_models
 from trivium.gateway.invoke.pipeline import Call, Invoker
-from trivium.gateway.invoke.retrieval import RetrieverClient
 from trivium.gateway.invoke.routes import InvokeController
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
 from trivium.gateway.invoke.serving import Serving
@@ -19,7 +18,6 @@ __all__ = (
     "InvokeResponse",
     "Invoker",
     "ResponseCache",
-    "RetrieverClient",
     "Serving",
     "ShadowRunner",
     "list_models",

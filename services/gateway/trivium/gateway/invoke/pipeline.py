@@ -20,6 +20,15 @@ from typing import Any
 import msgspec
 
 from trivium.common.errors import TriviumError
+from trivium.gateway.clients.retriever import RetrievalError, RetrieverClient, SearchHit
+from trivium.gateway.clients.upstream import (
+    ChatUsage,
+    StreamDelta,
+    StreamEnd,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamPool,
+)
 from trivium.gateway.invoke.accounting import Accountant, span_lineage, status_of
 from trivium.gateway.invoke.cache import ResponseCache, cache_key
 from trivium.gateway.invoke.cost import answer_cost
@@ -34,7 +43,6 @@ from trivium.gateway.invoke.inputs import (
     template_variables,
     upstream_messages,
 )
-from trivium.gateway.invoke.retrieval import RetrievalError, RetrieverClient, SearchHit
 from trivium.gateway.invoke.schemas import (
     Citation,
     FallbackInfo,
@@ -58,14 +66,6 @@ from trivium.gateway.telemetry.tracing import (
     span,
     start_span,
     use_span,
-)
-from trivium.gateway.upstream import (
-    ChatUsage,
-    StreamDelta,
-    StreamEnd,
-    UpstreamClient,
-    UpstreamError,
-    UpstreamPool,
 )
 from trivium.registry import ArtifactVersion, Registry, TemplateRenderer
 from trivium.registry.errors import RegistryUnavailableError
