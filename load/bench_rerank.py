@@ -32,7 +32,7 @@ import torch
 from sentence_transformers import CrossEncoder
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
-from trivium.retriever.rerank import RerankCandidate, Reranker
+from trivium.retriever.search.rerank import RerankCandidate, Reranker
 
 ROOT = Path(__file__).resolve().parents[1]
 CISI = ROOT.parent / "shared" / "data" / "cisi" / "beir"

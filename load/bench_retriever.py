@@ -30,12 +30,17 @@ from qdrant_client import AsyncQdrantClient
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from trivium.retriever.chunking import sentence_spans
+from trivium.common.contracts.retriever import (
+    CollectionCreate,
+    DocumentIn,
+    SearchMode,
+    SearchRequest,
+)
 from trivium.retriever.config import RetrieverSection
-from trivium.retriever.documents import chunk_document, embedding_text
-from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
-from trivium.retriever.rerank import Reranker
-from trivium.retriever.schemas import CollectionCreate, DocumentIn, SearchMode, SearchRequest
+from trivium.retriever.indexing.chunking import sentence_spans
+from trivium.retriever.indexing.documents import chunk_document, embedding_text
+from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.search.rerank import Reranker
 from trivium.retriever.service import RetrieverService
 from trivium.retriever.store.base import ChunkPoint
 from trivium.retriever.store.edge import EdgeStore
@@ -274,7 +279,7 @@ async def speed(args: argparse.Namespace) -> None:
 
 
 def service_filter() -> Any:
-    from trivium.retriever.filters import FilterSpec
+    from trivium.retriever.search.filters import FilterSpec
 
     return FilterSpec()
 

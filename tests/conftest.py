@@ -296,7 +296,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def dense_embedder() -> Any:
     """all-MiniLM-L6-v2 from its wheel, loaded once per session (about 6 s)."""
     from trivium.retriever.config import EmbeddingSection
-    from trivium.retriever.embedding import DenseEmbedder
+    from trivium.retriever.search.embedding import DenseEmbedder
 
     return DenseEmbedder(EmbeddingSection())
 

@@ -41,7 +41,7 @@ from trivium.common.redis_server import RedisServerProcess
 from trivium.common.settings import RedisSettings, RegistrySettings
 from trivium.model.adapters.kind import ADAPTER_KIND
 from trivium.registry import TEMPLATE_KIND, Registry
-from trivium.retriever.sources import expand_paths, read_documents
+from trivium.retriever.indexing.sources import expand_paths, read_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = Path(sys.executable).with_name("locust")

@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 from qdrant_client import AsyncQdrantClient
 
+from trivium.common.contracts.retriever import (
+    CollectionCreate,
+    DocumentIn,
+    FusionWeights,
+    SearchRequest,
+)
 from trivium.common.errors import (
     ConflictError,
     InvalidInputError,
@@ -18,9 +24,8 @@ from trivium.common.errors import (
     PayloadTooLargeError,
 )
 from trivium.retriever.config import RetrieverSection
-from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
-from trivium.retriever.rerank import Reranker
-from trivium.retriever.schemas import CollectionCreate, DocumentIn, FusionWeights, SearchRequest
+from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.search.rerank import Reranker
 from trivium.retriever.service import RetrieverService
 from trivium.retriever.store.base import CollectionSpec, VectorStore
 from trivium.retriever.store.edge import EdgeStore

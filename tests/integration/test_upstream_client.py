@@ -14,15 +14,15 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.support.openai_upstream import OpenAIUpstream
-from trivium.gateway.config import UpstreamClientSection
-from trivium.gateway.policy.model import Upstream
-from trivium.gateway.upstream import (
+from trivium.gateway.clients.upstream import (
     StreamDelta,
     StreamEnd,
     UpstreamClient,
     UpstreamError,
     UpstreamPool,
 )
+from trivium.gateway.config import UpstreamClientSection
+from trivium.gateway.policy.model import Upstream
 
 BODY: dict[str, Any] = {
     "messages": [
@@ -253,7 +253,7 @@ async def test_api_key_from_the_environment(
     assert upstream.requests[-1].headers["authorization"] == "Bearer sk-test-123"
 
     monkeypatch.delenv("TRIVIUM_TEST_UPSTREAM_KEY")
-    with caplog.at_level(logging.WARNING, logger="trivium.gateway.upstream.client"):
+    with caplog.at_level(logging.WARNING, logger="trivium.gateway.clients.upstream.client"):
         client = make_client(api_key_env="TRIVIUM_TEST_UPSTREAM_KEY")
         await client.chat(BODY, deadline=within(5))
         await client.chat(BODY, deadline=within(5))

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from trivium.retriever.chunking import chunk_text, sentence_spans
+from trivium.retriever.indexing.chunking import chunk_text, sentence_spans
 
 TEXT = (
     "Refunds take five days. Invoices list every charge! Do you need help?\n\n"

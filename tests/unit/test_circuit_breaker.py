@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trivium.gateway.upstream.breaker import CircuitBreaker, CircuitState
-from trivium.gateway.upstream.errors import UpstreamError
+from trivium.gateway.clients.upstream.breaker import CircuitBreaker, CircuitState
+from trivium.gateway.clients.upstream.errors import UpstreamError
 
 
 class Clock:

@@ -8,7 +8,7 @@ import pytest
 from qdrant_client.http import models
 from qdrant_client.hybrid.fusion import reciprocal_rank_fusion as qdrant_rrf
 
-from trivium.retriever.fusion import reciprocal_rank_fusion
+from trivium.retriever.search.fusion import reciprocal_rank_fusion
 
 
 def _points(ids: list[str]) -> list[models.ScoredPoint]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from trivium.common.contracts.retriever import SearchHit, SearchScores
 from trivium.common.errors import InvalidInputError, PayloadTooLargeError
 from trivium.gateway.invoke.errors import InputTooLargeError
 from trivium.gateway.invoke.inputs import (
@@ -18,7 +19,6 @@ from trivium.gateway.invoke.inputs import (
     upstream_messages,
 )
 from trivium.gateway.invoke.schemas import InvokeRequest, Message
-from trivium.retriever.schemas import SearchHit, SearchScores
 
 
 def chat(*turns: tuple[str, str]) -> InvokeRequest:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import msgspec
 
-from trivium.gateway.invoke.shadow import shadow_arms
 from trivium.gateway.policy import Feature, parse_policy
 from trivium.gateway.policy.model import Arm, Limits, Variant, entry_arm
 
@@ -87,7 +86,6 @@ def test_one_resolver_serves_fallback_shadow_and_the_older_entry_points() -> Non
     assert entry_arm("prompt", main, arms) == msgspec.structs.replace(main, route="prompt")
     for entry in feature.fallback:
         assert feature.fallback_arm("support", entry, main) == entry_arm(entry, main, arms)
-    assert shadow_arms("support", feature, main) == list(feature.shadow_arms(main))
 
 
 def test_an_arm_not_precomputed_is_still_resolved() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trivium.common.errors import InvalidInputError
-from trivium.retriever.filters import Condition, FilterSpec, parse_filter
+from trivium.retriever.search.filters import Condition, FilterSpec, parse_filter
 
 
 def test_valid_filter_parses_into_conditions() -> None:

@@ -6,8 +6,8 @@ import re
 import time
 import uuid
 
-from trivium.retriever.documents import IndexRecipe
-from trivium.retriever.versions import DigestCache, id_digest, index_version
+from trivium.retriever.indexing.documents import IndexRecipe
+from trivium.retriever.indexing.versions import DigestCache, id_digest, index_version
 
 RECIPE = IndexRecipe(embedding_model="m", max_chars=1000, overlap_chars=150, bm25="0.9:0.4")
 IDS = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"chunk-{i}")) for i in range(50)]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from trivium.common.contracts.retriever import DocumentIn
 from trivium.common.errors import InvalidInputError
-from trivium.retriever.documents import IndexRecipe, chunk_document, content_hash
-from trivium.retriever.schemas import DocumentIn
-from trivium.retriever.sources import expand_paths, read_documents
+from trivium.retriever.indexing.documents import IndexRecipe, chunk_document, content_hash
+from trivium.retriever.indexing.sources import expand_paths, read_documents
 
 RECIPE = IndexRecipe("m", 100, 10, "bm25")
 

@@ -6,16 +6,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from trivium.cli.context import CliState, print_json
+from trivium.cli.context import CliState, print_json, run_async
+from trivium.common.contracts.retriever import DocumentIn
 from trivium.common.errors import TriviumError
-from trivium.retriever.client import RetrieverClient
 from trivium.retriever.config import RetrieverSettings
-from trivium.retriever.schemas import DocumentIn
-from trivium.retriever.sources import expand_paths, read_documents
+from trivium.retriever.indexing.sources import expand_paths, read_documents
+
+if TYPE_CHECKING:
+    from trivium.gateway.clients.retriever import RetrieverClient
 
 __all__ = ("IngestSummary", "ingest_paths", "retriever")
 
@@ -32,9 +35,9 @@ def retriever() -> None:
 @pass_state
 def retriever_serve(state: CliState) -> None:
     """Serve the retriever (Qdrant's engine in process unless store.backend is qdrant)."""
-    from trivium.retriever.embedding import EmbeddingLoadError
-    from trivium.retriever.rerank import RerankerLoadError
-    from trivium.retriever.server import serve
+    from trivium.retriever.api.server import serve
+    from trivium.retriever.search.embedding import EmbeddingLoadError
+    from trivium.retriever.search.rerank import RerankerLoadError
 
     try:
         serve(state.settings(RetrieverSettings))
@@ -91,21 +94,27 @@ def retriever_ingest(
     JSONL lines are objects with `text` and optional `id`, `title`, `source`, `metadata`.
     Re-ingesting unchanged documents does no work; changed ones replace their old chunks.
     """
+    from trivium.gateway.clients.retriever import RetrieverClient  # aiohttp: only when used
+
     settings = state.settings(RetrieverSettings)
     section = settings.retriever
     host = "127.0.0.1" if section.host in ("0.0.0.0", "::") else section.host  # noqa: S104
     base_url = url or f"http://{host}:{section.port}"
     token = os.environ.get("TRIVIUM_RETRIEVER_TOKEN")
+
+    async def ingest(documents: list[DocumentIn]) -> IngestSummary:
+        async with RetrieverClient(base_url, token=token) as client:
+            return await ingest_paths(
+                client, collection, documents, batch_size, delete_missing, progress=True
+            )
+
     try:
         documents = [
             doc for path, root in expand_paths(paths) for doc in read_documents(path, root)
         ]
-        with RetrieverClient(base_url, token) as client:
-            summary = ingest_paths(
-                client, collection, documents, batch_size, delete_missing, progress=True
-            )
     except TriviumError as exc:
         raise click.ClickException(exc.message) from exc
+    summary = run_async(ingest(documents))
     click.echo(f"{collection}: {summary.line()}", err=True)
     print_json(
         {
@@ -120,7 +129,7 @@ def retriever_ingest(
     )
 
 
-def ingest_paths(
+async def ingest_paths(
     client: RetrieverClient,
     collection: str,
     documents: Sequence[DocumentIn],
@@ -129,8 +138,8 @@ def ingest_paths(
     progress: bool = False,
 ) -> IngestSummary:
     """Create the collection if needed, upload in batches, optionally prune; returns counts."""
-    if client.collection(collection) is None:
-        client.create_collection(collection)
+    if await client.collection(collection) is None:
+        await client.create_collection(collection)
     summary = IngestSummary()
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -141,7 +150,7 @@ def ingest_paths(
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task(f"ingest {collection}", total=len(documents))
         for batch in _batches(documents, batch_size):
-            result = client.ingest(collection, batch)
+            result = await client.ingest(collection, batch)
             summary.added += len(result.added)
             summary.updated += len(result.updated)
             summary.unchanged += len(result.unchanged)
@@ -150,9 +159,10 @@ def ingest_paths(
             bar.advance(task, len(batch))
     if delete_missing:
         wanted = {doc.id for doc in documents}
-        stale = [doc.id for doc in client.documents(collection) if doc.id not in wanted]
+        stale = [doc.id async for doc in client.documents(collection) if doc.id not in wanted]
         for doc_id in stale:
-            summary.chunks_deleted += client.delete_document(collection, doc_id).chunks_deleted
+            deleted = await client.delete_document(collection, doc_id)
+            summary.chunks_deleted += deleted.chunks_deleted
             summary.deleted += 1
     return summary
 

@@ -38,17 +38,20 @@ DEMO_KNOWLEDGE = ("README.md", "docs")
 
 def _ingest_demo_knowledge(base_url: str) -> str:
     """The project's own docs as the demo knowledge base (collection `docs`), idempotently."""
-    from trivium.cli.retriever import ingest_paths
-    from trivium.retriever.client import RetrieverClient
-    from trivium.retriever.sources import expand_paths, read_documents
+    from trivium.cli.retriever import IngestSummary, ingest_paths
+    from trivium.gateway.clients.retriever import RetrieverClient
+    from trivium.retriever.indexing.sources import expand_paths, read_documents
 
     paths = [Path(p) for p in DEMO_KNOWLEDGE if Path(p).exists()]
     if not paths:
         return "no README.md or docs/ here; the docs collection stays empty"
     documents = [doc for path, root in expand_paths(paths) for doc in read_documents(path, root)]
-    with RetrieverClient(base_url) as client:
-        summary = ingest_paths(client, "docs", documents, batch_size=64, delete_missing=True)
-    return f"docs: {summary.line()}"
+
+    async def ingest() -> IngestSummary:
+        async with RetrieverClient(base_url) as client:
+            return await ingest_paths(client, "docs", documents, batch_size=64, delete_missing=True)
+
+    return f"docs: {run_async(ingest()).line()}"
 
 
 def _write_demo_policy(data_dir: Path, model_url: str) -> Path:

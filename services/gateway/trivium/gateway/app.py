@@ -15,6 +15,7 @@ from trivium.common.http.probes import PrometheusController, healthz, http_metri
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
+from trivium.gateway.clients import RetrieverClient, UpstreamPool
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.health import readyz
 from trivium.gateway.invoke import (
@@ -25,7 +26,6 @@ from trivium.gateway.invoke import (
     Invoker,
     Planner,
     ResponseCache,
-    RetrieverClient,
     Serving,
     ShadowRunner,
     list_models,
@@ -33,7 +33,6 @@ from trivium.gateway.invoke import (
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
 from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, configure_tracing
 from trivium.gateway.templates import TemplateController
-from trivium.gateway.upstream import UpstreamPool
 from trivium.registry import TEMPLATE_KIND, ReadOnlyKind, Registry, TemplateRenderer
 
 __all__ = ("create_app",)
@@ -66,7 +65,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         stop_tracing = configure_tracing(section.tracing)
         prefix = settings.registry.key_prefix
         upstreams = UpstreamPool(section.upstream)
-        retriever = RetrieverClient(section.retriever)
+        retriever = RetrieverClient.from_section(section.retriever)
 
         def open_upstreams(policy: Policy) -> None:
             upstreams.sync(policy.upstreams)

@@ -1,1 +1,1 @@
-"""The retriever service. Its API arrives in its own step; its settings are defined now."""
+"""The retriever service: ingest, hybrid search and re-ranking over Qdrant."""

@@ -9,26 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from trivium.common.errors import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
-from trivium.retriever.config import RetrieverSection
-from trivium.retriever.documents import (
-    ChunkDraft,
-    IndexRecipe,
-    chunk_document,
-    content_hash,
-    embedding_text,
-)
-from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
-from trivium.retriever.filters import Condition, FilterSpec, parse_filter
-from trivium.retriever.fusion import reciprocal_rank_fusion
-from trivium.retriever.metrics import CHUNKS, DOCUMENTS, SEARCHES, STAGE_SECONDS
-from trivium.retriever.rerank import RerankCandidate, Reranker
-from trivium.retriever.schemas import (
+from trivium.common.contracts.retriever import (
     CollectionCreate,
     CollectionStats,
     DeleteResult,
@@ -42,6 +23,26 @@ from trivium.retriever.schemas import (
     SearchResponse,
     SearchScores,
 )
+from trivium.common.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from trivium.retriever.api.metrics import CHUNKS, DOCUMENTS, SEARCHES, STAGE_SECONDS
+from trivium.retriever.config import RetrieverSection
+from trivium.retriever.indexing.documents import (
+    ChunkDraft,
+    IndexRecipe,
+    chunk_document,
+    content_hash,
+    embedding_text,
+)
+from trivium.retriever.indexing.versions import DigestCache, id_digest, index_version
+from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.search.filters import Condition, FilterSpec, parse_filter
+from trivium.retriever.search.fusion import reciprocal_rank_fusion
+from trivium.retriever.search.rerank import RerankCandidate, Reranker
 from trivium.retriever.store.base import (
     ChunkPoint,
     CollectionSpec,
@@ -50,7 +51,6 @@ from trivium.retriever.store.base import (
     Scored,
     VectorStore,
 )
-from trivium.retriever.versions import DigestCache, id_digest, index_version
 
 __all__ = ("RetrieverService",)
 
@@ -119,9 +119,9 @@ class RetrieverService:
         )
 
     async def index_version(self, name: str) -> str:
-        """The collection's content and this service's recipe (see `versions.py`); the first
-        call per collection scans every point id, under the write lock, so no write of this
-        process lands between the scan and the digest."""
+        """The collection's content and this service's recipe (see `indexing/versions.py`); the
+        first call per collection scans every point id, under the write lock, so no write of
+        this process lands between the scan and the digest."""
         digest = self._digests.fresh(name)
         if digest is None:
             async with self._write_locks[name]:

@@ -7,7 +7,6 @@ from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.openai_routes import ChatCompletionsController, list_models
 from trivium.gateway.invoke.pipeline import Invoker
 from trivium.gateway.invoke.plan import Planner
-from trivium.gateway.invoke.retrieval import RetrieverClient
 from trivium.gateway.invoke.routes import InvokeController
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
 from trivium.gateway.invoke.serving import Serving
@@ -24,7 +23,6 @@ __all__ = (
     "Invoker",
     "Planner",
     "ResponseCache",
-    "RetrieverClient",
     "Serving",
     "ShadowRunner",
     "list_models",

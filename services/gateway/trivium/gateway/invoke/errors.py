@@ -12,8 +12,8 @@ from trivium.common.errors import (
     TriviumError,
     UnavailableError,
 )
-from trivium.gateway.invoke.retrieval import RetrievalError
-from trivium.gateway.upstream import UpstreamError
+from trivium.gateway.clients.retriever import RetrievalError
+from trivium.gateway.clients.upstream import UpstreamError
 
 __all__ = (
     "InputTooLargeError",

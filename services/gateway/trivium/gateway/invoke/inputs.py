@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from trivium.common.contracts.retriever import SearchHit
 from trivium.common.errors import InvalidInputError
 from trivium.gateway.invoke.errors import InputTooLargeError
 from trivium.gateway.invoke.schemas import InvokeRequest, Message
-from trivium.retriever.schemas import SearchHit
 
 __all__ = (
     "PASSAGES",

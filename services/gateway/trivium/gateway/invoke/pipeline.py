@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from trivium.common.errors import TriviumError
+from trivium.gateway.clients.retriever import RetrievalError
+from trivium.gateway.clients.upstream import ChatUsage, StreamDelta, StreamEnd, UpstreamError
 from trivium.gateway.invoke.accounting import Accountant, span_lineage, status_of
 from trivium.gateway.invoke.admission import Admission
 from trivium.gateway.invoke.answer import Generated, build_answer
@@ -28,7 +30,6 @@ from trivium.gateway.invoke.errors import UnknownFeatureError, failure_error, fa
 from trivium.gateway.invoke.groundedness import SCORERS, TokenOverlap
 from trivium.gateway.invoke.inputs import check_request
 from trivium.gateway.invoke.plan import FeatureMisconfiguredError, Plan, Planner
-from trivium.gateway.invoke.retrieval import RetrievalError
 from trivium.gateway.invoke.schemas import FallbackInfo, InvokeRequest, InvokeResponse, Usage
 from trivium.gateway.invoke.shadow import ShadowRunner
 from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
@@ -41,7 +42,6 @@ from trivium.gateway.telemetry.tracing import (
     start_span,
     use_span,
 )
-from trivium.gateway.upstream import ChatUsage, StreamDelta, StreamEnd, UpstreamError
 
 __all__ = ("Call", "FeatureMisconfiguredError", "Invoker", "StreamEvent")
 

@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 
 from trivium.common.errors import TriviumError
+from trivium.gateway.clients.retriever import RetrieverClient, SearchHit
+from trivium.gateway.clients.upstream import UpstreamClient, UpstreamPool
 from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.inputs import (
     PASSAGES,
@@ -18,11 +20,9 @@ from trivium.gateway.invoke.inputs import (
     template_variables,
     upstream_messages,
 )
-from trivium.gateway.invoke.retrieval import RetrieverClient, SearchHit
 from trivium.gateway.policy.model import Arm, Road
 from trivium.gateway.telemetry.metrics import KpiRecorder
 from trivium.gateway.telemetry.tracing import span
-from trivium.gateway.upstream import UpstreamClient, UpstreamPool
 from trivium.registry import ArtifactVersion, Registry, TemplateRenderer
 from trivium.registry.errors import RegistryUnavailableError
 

@@ -158,26 +158,6 @@ class Feature(msgspec.Struct, frozen=True, dict=True):
         )
         return self
 
-    def fallback_arms(self, primary: Arm) -> tuple[Arm, ...]:
-        arms = [primary]
-        for entry in self.fallback:
-            arm = self.fallback_arm(primary.feature, entry, primary)
-            if arm not in arms:
-                arms.append(arm)
-        return tuple(arms[1:])
-
-    def shadow_arms(self, primary: Arm) -> tuple[tuple[str, Arm], ...]:
-        base = self.arm(primary.feature)
-        found = []
-        for entry in self.shadow:
-            if entry in self.variants:
-                arm = self.arm(primary.feature, entry)
-            else:
-                arm = msgspec.structs.replace(base, route=ROADS[ROADS.index(entry)])
-            if arm != primary:
-                found.append((entry, arm))
-        return tuple(found)
-
     def arm(self, name: str, variant: str | None = None) -> Arm:
         """The arm of `variant` (None: the feature's own); `name` is the feature's name."""
         arms = self._precomputed(name)

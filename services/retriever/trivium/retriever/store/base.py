@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from trivium.retriever.filters import FilterSpec
+from trivium.retriever.search.filters import FilterSpec
 
 __all__ = (
     "DENSE",

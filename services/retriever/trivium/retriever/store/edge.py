@@ -20,7 +20,7 @@ import qdrant_edge as qe
 
 from trivium.common.aio import cancel_and_wait
 from trivium.common.errors import ConflictError, NotFoundError
-from trivium.retriever.filters import Condition, FilterSpec
+from trivium.retriever.search.filters import Condition, FilterSpec
 from trivium.retriever.store.base import (
     DENSE,
     SPARSE,

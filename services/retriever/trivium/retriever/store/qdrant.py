@@ -14,7 +14,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from trivium.common.errors import ConflictError, NotFoundError
 from trivium.retriever.config import StoreSection
-from trivium.retriever.filters import Condition, FilterSpec
+from trivium.retriever.search.filters import Condition, FilterSpec
 from trivium.retriever.store.base import (
     DENSE,
     SPARSE,

@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from trivium.retriever.chunking import Chunk, chunk_text
-from trivium.retriever.schemas import DocumentIn
+from trivium.common.contracts.retriever import DocumentIn
+from trivium.retriever.indexing.chunking import Chunk, chunk_text
 
 __all__ = ("ChunkDraft", "IndexRecipe", "chunk_document", "content_hash", "embedding_text")
 

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Mapping
 
 from trivium.common.aio import cancel_and_wait
+from trivium.gateway.clients.upstream.client import UpstreamClient
+from trivium.gateway.clients.upstream.metrics import UpstreamMetrics
 from trivium.gateway.config import UpstreamClientSection
 from trivium.gateway.policy.model import Upstream
-from trivium.gateway.upstream.client import UpstreamClient
-from trivium.gateway.upstream.metrics import UpstreamMetrics
 
 __all__ = ("UpstreamPool",)
 

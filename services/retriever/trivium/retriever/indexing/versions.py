@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trivium.retriever.documents import IndexRecipe
+from trivium.retriever.indexing.documents import IndexRecipe
 
 __all__ = ("DigestCache", "id_digest", "index_version")
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from trivium.gateway.upstream.breaker import CircuitState
-from trivium.gateway.upstream.errors import UPSTREAM_ERROR_KINDS, UpstreamErrorKind
+from trivium.gateway.clients.upstream.breaker import CircuitState
+from trivium.gateway.clients.upstream.errors import UPSTREAM_ERROR_KINDS, UpstreamErrorKind
 
 __all__ = (
     "CIRCUIT_STATE",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trivium.common.http.serve import serve_app
 from trivium.common.logs import configure_logging
-from trivium.retriever.app import create_app
+from trivium.retriever.api.app import create_app
 from trivium.retriever.config import RetrieverSettings
 
 __all__ = ("serve",)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from trivium.common.contracts.retriever import DocumentIn
 from trivium.common.errors import InvalidInputError
-from trivium.retriever.schemas import DocumentIn
 
 __all__ = ("SUFFIXES", "expand_paths", "read_documents")
 

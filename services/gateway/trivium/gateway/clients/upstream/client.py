@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from trivium.gateway.clients.upstream.breaker import CircuitBreaker
+from trivium.gateway.clients.upstream.errors import UpstreamError, UpstreamErrorKind
+from trivium.gateway.clients.upstream.metrics import RetryReason, UpstreamMetrics
 from trivium.gateway.config import UpstreamClientSection
 from trivium.gateway.policy.model import Upstream
-from trivium.gateway.upstream.breaker import CircuitBreaker
-from trivium.gateway.upstream.errors import UpstreamError, UpstreamErrorKind
-from trivium.gateway.upstream.metrics import RetryReason, UpstreamMetrics
 
 __all__ = ("ChatResult", "ChatUsage", "StreamDelta", "StreamEnd", "UpstreamClient")
 

@@ -8,8 +8,7 @@ from litestar import Controller, Response, delete, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from trivium.common.http.auth import ACTOR_DEPENDENCY
-from trivium.retriever.schemas import (
+from trivium.common.contracts.retriever import (
     CollectionCreate,
     CollectionStats,
     DeleteResult,
@@ -19,6 +18,7 @@ from trivium.retriever.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from trivium.common.http.auth import ACTOR_DEPENDENCY
 from trivium.retriever.service import RetrieverService
 
 __all__ = ("CollectionController",)

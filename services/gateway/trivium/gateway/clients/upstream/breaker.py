@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from trivium.gateway.upstream.errors import UpstreamError
+from trivium.gateway.clients.upstream.errors import UpstreamError
 
 __all__ = ("CircuitBreaker", "CircuitState")
 

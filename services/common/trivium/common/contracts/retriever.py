@@ -1,4 +1,4 @@
-"""Wire structs of the retriever API: the shared contract with its callers (gateway, CLI)."""
+"""The retriever API on the wire: what the retriever serves and its callers (gateway, CLI) send."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ __all__ = (
     "FusionWeights",
     "IngestRequest",
     "IngestResult",
+    "Quantization",
     "SearchHit",
     "SearchMode",
     "SearchRequest",
@@ -26,12 +27,13 @@ __all__ = (
 CollectionName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 DocumentId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 SearchMode = Literal["dense", "sparse", "hybrid"]
+Quantization = Literal["none", "int8"]
 MetadataValue = str | int | float | bool | list[str | int] | None
 
 
 class CollectionCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: CollectionName
-    quantization: Literal["none", "int8"] | None = None
+    quantization: Quantization | None = None
     """Scalar quantization of the dense vectors; unset: the service's default."""
 
 

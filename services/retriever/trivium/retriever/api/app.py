@@ -14,11 +14,11 @@ from litestar.openapi.config import OpenAPIConfig
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
+from trivium.retriever.api.health import readyz
+from trivium.retriever.api.routes import CollectionController
 from trivium.retriever.config import RetrieverSettings
-from trivium.retriever.embedding import DenseEmbedder, SparseEmbedder
-from trivium.retriever.health import readyz
-from trivium.retriever.rerank import Reranker
-from trivium.retriever.routes import CollectionController
+from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.search.rerank import Reranker
 from trivium.retriever.service import RetrieverService
 from trivium.retriever.store.base import VectorStore
 from trivium.retriever.store.edge import EdgeStore

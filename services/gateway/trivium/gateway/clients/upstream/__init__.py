@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from trivium.gateway.upstream.breaker import CircuitBreaker, CircuitState
-from trivium.gateway.upstream.client import (
+from trivium.gateway.clients.upstream.breaker import CircuitBreaker, CircuitState
+from trivium.gateway.clients.upstream.client import (
     ChatResult,
     ChatUsage,
     StreamDelta,
     StreamEnd,
     UpstreamClient,
 )
-from trivium.gateway.upstream.errors import UPSTREAM_ERROR_KINDS, UpstreamError, UpstreamErrorKind
-from trivium.gateway.upstream.pool import UpstreamPool
+from trivium.gateway.clients.upstream.errors import (
+    UPSTREAM_ERROR_KINDS,
+    UpstreamError,
+    UpstreamErrorKind,
+)
+from trivium.gateway.clients.upstream.pool import UpstreamPool
 
 __all__ = (
     "UPSTREAM_ERROR_KINDS",

@@ -1,0 +1,1 @@
+"""Wire contracts between services: the structs one service serves and another sends."""

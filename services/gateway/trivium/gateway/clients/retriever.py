@@ -1,0 +1,275 @@
+"""The one client of the retriever API: search for the gateway, administration for the CLI.
+
+One pooled aiohttp session, msgspec JSON both ways, an optional bearer token. `search` spends
+at most what is left of the caller's deadline and raises `RetrievalError` with a bounded
+reason; the admin calls raise the `trivium.common.errors` class of the retriever's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from trivium.common.contracts.retriever import (
+    CollectionCreate,
+    CollectionStats,
+    DeleteResult,
+    DocumentIn,
+    DocumentPage,
+    DocumentSummary,
+    FusionWeights,
+    IngestRequest,
+    IngestResult,
+    Quantization,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
+from trivium.common.errors import (
+    BadGatewayError,
+    ConflictError,
+    GatewayTimeoutError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    TriviumError,
+    UnavailableError,
+)
+from trivium.gateway.config import RetrieverClientSection
+from trivium.gateway.policy.model import Retrieval
+
+__all__ = (
+    "RetrievalError",
+    "RetrieverClient",
+    "SearchHit",
+    "SearchResponse",
+    "search_request",
+)
+
+T = TypeVar("T")
+
+_ENCODER = msgspec.json.Encoder()
+_SEARCH_DECODER = msgspec.json.Decoder(SearchResponse)
+_JSON = {"Content-Type": "application/json"}
+_ADMIN_ERRORS: dict[int, type[TriviumError]] = {
+    400: InvalidInputError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    503: UnavailableError,
+}
+
+
+class RetrievalError(Exception):
+    """The retriever could not answer; `reason` is a bounded label for metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def search_request(retrieval: Retrieval, query: str) -> SearchRequest:
+    """What a policy's `retrieval` block asks of the retriever for one query."""
+    weights = retrieval.weights
+    return SearchRequest(
+        query=query,
+        k=retrieval.k,
+        mode=retrieval.mode,
+        rerank=retrieval.rerank,
+        rerank_top=max(retrieval.rerank_top, retrieval.k) if retrieval.rerank else None,
+        weights=None if weights is None else FusionWeights(weights.dense, weights.sparse),
+    )
+
+
+class RetrieverClient:
+    """The aiohttp session opens on first use, in the caller's event loop; `aclose` ends it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        search_timeout_s: float = 10.0,
+        admin_timeout_s: float = 120.0,
+        max_connections: int = 100,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._search_timeout_s = search_timeout_s
+        self._admin_timeout = aiohttp.ClientTimeout(total=admin_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_section(cls, section: RetrieverClientSection) -> RetrieverClient:
+        """The gateway's client, as its settings describe it."""
+        return cls(
+            section.url,
+            search_timeout_s=section.timeout_s,
+            max_connections=section.max_connections,
+        )
+
+    async def __aenter__(self) -> RetrieverClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            await asyncio.sleep(0)
+
+    # -- search (the gateway's hot path) --------------------------------------------------
+
+    async def search(self, retrieval: Retrieval, query: str, *, deadline: float) -> SearchResponse:
+        """Search the policy's collection as its `retrieval` block says, before `deadline`."""
+        request = search_request(retrieval, query)
+        return await self.search_collection(retrieval.collection, request, deadline=deadline)
+
+    async def search_collection(
+        self, collection: str, request: SearchRequest, *, deadline: float
+    ) -> SearchResponse:
+        """`deadline` is a `time.monotonic()` instant; the call never outlives it."""
+        left = min(self._search_timeout_s, deadline - time.monotonic())
+        if left <= 0:
+            raise RetrievalError("timeout", "no time left for retrieval")
+        try:
+            async with self._client().post(
+                self._url(collection, "search"),
+                data=_ENCODER.encode(request),
+                headers=_JSON,
+                timeout=aiohttp.ClientTimeout(total=left),
+            ) as response:
+                status, payload = response.status, await response.read()
+        except TimeoutError as exc:
+            raise RetrievalError("timeout", "retriever timed out") from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise RetrievalError("retriever_unavailable", f"retriever unreachable: {exc}") from exc
+        if status != 200:
+            raise RetrievalError(
+                "retriever_error" if status < 500 else "retriever_unavailable",
+                f"retriever answered {status}: {payload[:300]!r}",
+            )
+        try:
+            return _SEARCH_DECODER.decode(payload)
+        except msgspec.DecodeError as exc:
+            raise RetrievalError("retriever_error", f"unexpected retriever answer: {exc}") from exc
+
+    # -- administration (the CLI) ---------------------------------------------------------
+
+    async def collection(self, name: str) -> CollectionStats | None:
+        """The collection's stats; None when there is no such collection."""
+        status, payload = await self._admin("GET", self._url(name))
+        if status == 404:
+            return None
+        return _answer(status, payload, CollectionStats)
+
+    async def create_collection(
+        self, name: str, quantization: Quantization | None = None
+    ) -> CollectionStats:
+        body = _ENCODER.encode(CollectionCreate(name, quantization))
+        status, payload = await self._admin("POST", f"{self.base_url}/v1/collections", body)
+        return _answer(status, payload, CollectionStats)
+
+    async def drop_collection(self, name: str) -> None:
+        status, payload = await self._admin("DELETE", self._url(name))
+        _raise_for(status, payload)
+
+    async def ingest(self, collection: str, documents: Sequence[DocumentIn]) -> IngestResult:
+        body = _ENCODER.encode(IngestRequest(list(documents)))
+        status, payload = await self._admin("POST", self._url(collection, "documents"), body)
+        return _answer(status, payload, IngestResult)
+
+    async def documents(
+        self, collection: str, page_size: int = 1000
+    ) -> AsyncIterator[DocumentSummary]:
+        """Every document of the collection, fetched a page at a time."""
+        params: dict[str, str | int] = {"limit": page_size}
+        while True:
+            url = self._url(collection, "documents")
+            status, payload = await self._admin("GET", url, params=params)
+            page = _answer(status, payload, DocumentPage)
+            for document in page.documents:
+                yield document
+            if page.next_offset is None:
+                return
+            params = {"limit": page_size, "offset": page.next_offset}
+
+    async def delete_document(self, collection: str, doc_id: str) -> DeleteResult:
+        url = self._url(collection, "documents", quote(doc_id, safe="/"))
+        status, payload = await self._admin("DELETE", url)
+        return _answer(status, payload, DeleteResult)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                headers=self._headers,
+            )
+        return self._session
+
+    def _url(self, collection: str, *rest: str) -> str:
+        return "/".join((self.base_url, "v1/collections", quote(collection, safe=""), *rest))
+
+    async def _admin(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> tuple[int, bytes]:
+        try:
+            async with self._client().request(
+                method,
+                url,
+                data=body,
+                params=params,
+                headers=_JSON if body is not None else None,
+                timeout=self._admin_timeout,
+            ) as response:
+                return response.status, await response.read()
+        except TimeoutError as exc:
+            raise GatewayTimeoutError(f"retriever at {self.base_url} timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise UnavailableError(f"retriever at {self.base_url} unreachable: {exc}") from exc
+
+
+def _answer(status: int, payload: bytes, kind: type[T]) -> T:
+    """The decoded body of a 2xx answer, or the error the retriever's problem names."""
+    _raise_for(status, payload)
+    try:
+        return msgspec.json.decode(payload, type=kind)
+    except msgspec.DecodeError as exc:
+        raise BadGatewayError(f"unexpected retriever answer: {exc}") from exc
+
+
+def _raise_for(status: int, payload: bytes) -> None:
+    """Nothing for a 2xx answer; else the `trivium.common.errors` class of its status."""
+    if 200 <= status < 300:
+        return
+    problem: Any
+    try:
+        problem = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        problem = None
+    if not isinstance(problem, dict):
+        problem = {"detail": payload[:500].decode(errors="replace")}
+    field = problem.get("field")
+    error = _ADMIN_ERRORS.get(status, TriviumError)
+    raise error(
+        str(problem.get("detail", problem)), field=field if isinstance(field, str) else None
+    )

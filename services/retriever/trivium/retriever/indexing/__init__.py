@@ -1,0 +1,1 @@
+"""From documents to chunks: reading sources, chunking, content hashes and index versions."""

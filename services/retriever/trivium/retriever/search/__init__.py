@@ -1,0 +1,1 @@
+"""Finding chunks: dense and sparse embedding, filters, rank fusion and re-ranking."""
