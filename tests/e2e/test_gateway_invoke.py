@@ -450,6 +450,26 @@ def test_streaming_sends_deltas_then_a_summary(http: httpx.Client) -> None:
     summary = events[-1][1]
     assert text == summary["output"] == "echo: Question: hi there"
     assert summary["usage"]["completion_tokens"] == 4
+    timings = summary["timings_ms"]
+    assert timings["generate"] > 0
+    assert timings["total"] >= timings["generate"]
+
+
+def test_parameters_that_change_nothing_are_accepted(http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/chat/completions",
+        json={
+            "model": "ask",
+            "messages": [{"role": "user", "content": "hi there"}],
+            "response_format": {"type": "text"},
+            "logprobs": False,
+            "modalities": ["text"],
+            "store": False,
+            "metadata": {"team": "checkout"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "echo: Question: hi there"
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
@@ -733,6 +753,25 @@ def test_the_openapi_schema_documents_the_invoke_routes(http: httpx.Client) -> N
         ),
         ({"model": "ask", "messages": []}, "messages"),
         ({"model": "nope", "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        (
+            {
+                "model": "ask",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "lookup"}}],
+            },
+            "tools",
+        ),
+        (
+            {
+                "model": "ask",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_object"},
+            },
+            "response_format",
+        ),
+        ({"model": "ask", "messages": [{"role": "user", "content": "x"}], "seed": 7}, "seed"),
+        ({"model": "ask", "messages": [{"role": "user", "content": "x"}], "colour": 1}, "colour"),
     ],
 )
 def test_bad_chat_requests_get_an_openai_error_naming_the_param(
@@ -824,6 +863,33 @@ def test_a_bad_policy_file_keeps_the_good_one_serving(http: httpx.Client, stack:
         assert invoke(http, "copy", input={"product": "x"}).status_code == 200
     finally:
         stack.write_policy()
+
+
+def test_rejected_requests_are_counted_but_never_timed(http: httpx.Client, stack: Stack) -> None:
+    def settled_count() -> int:
+        time.sleep(1.5)  # past the stats flush
+        stats = http.get("/v1/stats", params={"feature": "copy"}).json()
+        return int(stats["features"].get("copy", {}).get("prompt", {}).get("count", 0))
+
+    assert invoke(http, "copy", input={"product": "baseline"}).status_code == 200
+    before_metrics, before_count = stack.metrics(), settled_count()
+    bad = [
+        invoke(http, "copy", input={"product": "x"}, messages=[{"role": "user", "content": "y"}]),
+        invoke(http, "copy", input={"product": "x" * 201}),
+        invoke(http, "copy", input={"brand": "no product variable"}),
+    ]
+    assert [r.status_code for r in bad] == [400, 413, 400], [r.text for r in bad]
+    after_metrics, after_count = stack.metrics(), settled_count()
+    labels = {"feature": "copy", "route": "prompt", "variant": ""}
+
+    def delta(name: str, **extra: str) -> float:
+        return sample_value(after_metrics, name, **labels, **extra) - sample_value(
+            before_metrics, name, **labels, **extra
+        )
+
+    assert delta("trivium_requests_total", status="rejected") == 3
+    assert delta("trivium_request_duration_seconds_count") == 0
+    assert after_count == before_count
 
 
 def test_stats_summarise_the_window(http: httpx.Client) -> None:

@@ -34,11 +34,20 @@ class Accountant:
         self.stats = stats
 
     def record(self, call: Call, response: InvokeResponse | None, status: RequestStatus) -> None:
-        """`call.feature_name` is one of the active policy's (metric labels stay bounded)."""
+        """`call.feature_name` is one of the active policy's (metric labels stay bounded).
+
+        A rejected request (the caller's mistake) is only counted: it stays out of the latency
+        histograms, the overhead and the `/v1/stats` window, whose percentiles and success
+        counts describe the requests the gateway served."""
         seconds = time.perf_counter() - call.started
         feature, variant = call.feature_name, call.variant
         route: str = call.arm.route
         kpis = self.kpis
+        if status == "rejected":
+            kpis.rejected(feature, route, variant)
+            if log.isEnabledFor(logging.INFO):
+                self._log(call, response, route, status, seconds)
+            return
         cost = 0.0
         tokens = 0
         if response is not None:

@@ -25,7 +25,7 @@ from trivium.gateway.invoke.serving import serving
 from trivium.gateway.invoke.sse import EventStream, PeekedStream, start_stream
 from trivium.gateway.policy import LoadedPolicy
 
-__all__ = ("ChatCompletionsController", "ChatRequest", "list_models")
+__all__ = ("UNSUPPORTED_PARAMS", "ChatCompletionsController", "ChatRequest", "list_models")
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -53,9 +53,36 @@ class StreamOptions(msgspec.Struct):
     include_usage: bool = False
 
 
-class ChatRequest(msgspec.Struct, kw_only=True):
-    """OpenAI's chat request (unknown fields are ignored, as OpenAI clients send many), plus
-    the extensions `input` (template variables instead of a chat) and `session`."""
+UNSUPPORTED_PARAMS: dict[str, Any] = {
+    "tools": None,
+    "tool_choice": None,
+    "functions": None,
+    "function_call": None,
+    "parallel_tool_calls": None,
+    "response_format": {"type": "text"},
+    "logprobs": False,
+    "top_logprobs": None,
+    "audio": None,
+    "modalities": ["text"],
+    "prediction": None,
+    "logit_bias": None,
+    "seed": None,
+    "stop": None,
+    "top_p": None,
+    "frequency_penalty": None,
+    "presence_penalty": None,
+    "reasoning_effort": None,
+    "web_search_options": None,
+}
+"""OpenAI parameters a feature cannot honour, with the one value that changes nothing: a
+caller that sends another value (tools it expects to be called, a JSON format, a seed) gets
+a 400 naming the parameter instead of an answer that silently ignored it."""
+
+
+class ChatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """OpenAI's chat request, plus the extensions `input` (template variables instead of a
+    chat) and `session`. Unknown fields are refused, naming the field; `store`,
+    `service_tier` and `metadata` are accepted (metadata travels with the request)."""
 
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1, max_length=256)]
@@ -68,10 +95,39 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     user: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     session: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     input: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, str], msgspec.Meta(max_length=32)] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    parallel_tool_calls: Any = None
+    response_format: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    audio: Any = None
+    modalities: Any = None
+    prediction: Any = None
+    logit_bias: Any = None
+    seed: Any = None
+    stop: Any = None
+    top_p: Any = None
+    frequency_penalty: Any = None
+    presence_penalty: Any = None
+    reasoning_effort: Any = None
+    web_search_options: Any = None
 
     def to_invoke(self) -> InvokeRequest:
         if self.n != 1:
             raise InvalidInputError("only n=1 is supported", field="n")
+        for name, harmless in UNSUPPORTED_PARAMS.items():
+            value = getattr(self, name)
+            if value is not None and value != harmless:
+                raise InvalidInputError(
+                    f"{name} is not supported: a feature answers with its own road's text",
+                    field=name,
+                )
         messages = [
             Message(role=message.role, content=message.text(i))
             for i, message in enumerate(self.messages)
@@ -84,6 +140,7 @@ class ChatRequest(msgspec.Struct, kw_only=True):
             stream=self.stream,
             max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature,
+            metadata=self.metadata or {},
         )
 
 

@@ -10,6 +10,7 @@ next one while time is left and nothing was streamed yet.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -84,16 +85,21 @@ class Invoker:
                 f"no feature {feature_name!r} in the routing policy (features: {known})",
                 field="feature",
             )
-        check_request(request, feature.limits.max_input_chars)
         variant = assign_variant(
             feature_name, feature.variants, assignment_key(request.user, request.session)
         )
+        arm = feature.arm(feature_name, variant)
+        try:
+            check_request(request, feature.limits.max_input_chars)
+        except TriviumError:
+            self.accountant.kpis.rejected(feature_name, arm.route, variant)
+            raise
         return Call(
             request_id=request_id or uuid.uuid4().hex,
             feature_name=feature_name,
             feature=feature,
             loaded=loaded,
-            arm=feature.arm(feature_name, variant),
+            arm=arm,
             request=request,
             deadline=time.monotonic() + feature.limits.timeout_s,
         )
@@ -144,6 +150,10 @@ class Invoker:
                 yield response
             except TriviumError as exc:
                 status = status_of(exc)
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                if response is None:
+                    status = "cancelled"
                 raise
             finally:
                 self.accountant.record(call, response, status)

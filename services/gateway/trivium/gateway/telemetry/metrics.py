@@ -28,7 +28,8 @@ __all__ = (
 )
 
 RequestStatus = Literal["ok", "error", "timeout", "rejected", "withheld", "cancelled"]
-"""rejected: refused before any work (overload, limits); withheld: verification held the answer."""
+"""rejected: the caller's mistake (4xx), counted but never timed; withheld: verification held
+the answer; cancelled: the caller went away before the answer."""
 ShadowStatus = Literal["ok", "error", "timeout", "dropped"]
 """dropped: the shadow copy was not run (queue full or shutting down)."""
 Stage = Literal["retrieve", "rerank", "render", "generate", "verify", "cache"]
@@ -167,6 +168,11 @@ class KpiRecorder:
         m = self.metrics
         self._counter(m.requests, ("r", feature, route, variant, status)).inc()
         self._histogram(m.request_seconds, ("d", feature, route, variant)).observe(seconds)
+
+    def rejected(self, feature: str, route: str, variant: str | None) -> None:
+        """A caller's mistake (4xx): counted on its own, never in the latency histogram."""
+        key = ("r", feature, route, variant or "", "rejected")
+        self._counter(self.metrics.requests, key).inc()
 
     def stage(self, feature: str, stage: Stage, seconds: float) -> None:
         self._histogram(self.metrics.stage_seconds, ("s", feature, stage)).observe(seconds)
