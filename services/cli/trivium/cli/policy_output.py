@@ -88,6 +88,8 @@ def _feature(out: Console, feature: FeatureDiff) -> None:
         out.print(f"  weights: [bold]{feature.moved_share:.2%}[/] of users move to another arm")
         width = max(len(arm.arm) for arm in feature.arms)
         for arm in feature.arms:
+            if not (arm.old_share or arm.new_share):
+                continue
             flows = [f"{arm.left:.2%} leave" if arm.left else ""]
             flows.append(f"{arm.joined:.2%} join" if arm.joined else "")
             out.print(
