@@ -71,7 +71,8 @@ def test_the_shipped_examples_diff_as_computed_by_hand() -> None:
     new = load_policy_file(DEPLOY / "policy.example.next.yaml")
     changes = diff_policies(old, new)
     assert (changes.old.version, changes.new.version) == (7, 8)
-    assert changes.upstreams == EntryChanges() and changes.changed_upstreams == []
+    assert changes.upstreams == EntryChanges()
+    assert changes.changed_upstreams == []
     by_name = {feature.feature: feature for feature in changes.features}
     assert list(by_name) == [
         "triage-with-context",
@@ -111,7 +112,8 @@ def test_the_shipped_examples_diff_as_computed_by_hand() -> None:
     assert triage.fallback == EntryChanges(added=["prompt-baseline"])
 
     qa = by_name["policy-qa"]
-    assert qa.moved_share == 0.0 and qa.arms == []
+    assert qa.moved_share == 0.0
+    assert qa.arms == []
     assert qa.routes == [Change("features.policy-qa.route", "rag+prompt", "rag")]
     assert qa.references == [
         Change("features.policy-qa.template", "support-answer@3", "support-answer@4")
@@ -174,14 +176,14 @@ def test_variant_level_changes_are_listed_per_variant() -> None:
     data["features"]["triage"]["shadow"] = ["b"]
     [feature] = diff_policies(old, parse_policy(yaml.safe_dump(data), "new")).features
     assert feature.routes == [Change("features.triage.variants.b.route", None, "prompt")]
-    assert feature.references == [
-        Change("features.triage.variants.b.template", "triage@1", "t@2")
-    ]
+    assert feature.references == [Change("features.triage.variants.b.template", "triage@1", "t@2")]
     assert feature.shadow == EntryChanges(added=["b"])
-    assert feature.moved_share == 0.0 and feature.arms == []
+    assert feature.moved_share == 0.0
+    assert feature.arms == []
 
 
 def test_identical_policies_have_no_feature_changes() -> None:
     policy = load_policy_file(DEPLOY / "policy.example.yaml")
     changes = diff_policies(policy, load_policy_file(DEPLOY / "policy.example.yaml"))
-    assert changes.features == [] and changes.old == changes.new
+    assert changes.features == []
+    assert changes.old == changes.new

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from trivium.gateway.policy import PolicyDiff, PolicyIssue, PolicyReport
 from trivium.gateway.policy.diff import Change, EntryChanges, FeatureDiff
@@ -123,24 +122,21 @@ def print_policy(view: PolicyView, *, live: bool) -> None:
     out.print(f"[bold]policy[/] {view.hash}  version {view.version}")
     out.print(f"source: {escape(view.source or '(no policy file)')}")
     out.print(f"{'loaded' if live else 'read'}: {when}Z")
-    table = Table("feature", "route", "upstream", "references", "variants", "fallback", "shadow")
     for name, feature in view.features.items():
-        table.add_row(
-            escape(name),
-            feature.route,
-            escape(feature.upstream),
-            escape(_references(feature)),
-            escape(_variants(feature)),
-            escape(", ".join(feature.fallback)),
-            escape(", ".join(feature.shadow)),
-        )
-    out.print(table)
+        out.print(f"\n[bold]{escape(name)}[/]  {feature.route} on {escape(feature.upstream)}")
+        for title, value in (
+            ("template", feature.template or ""),
+            ("adapter", feature.adapter or ""),
+            ("collection", feature.retrieval.collection if feature.retrieval else ""),
+            ("variants", _variants(feature)),
+            ("fallback", ", ".join(feature.fallback)),
+            ("shadow", ", ".join(feature.shadow)),
+        ):
+            if value:
+                out.print(f"  {title:<10} {escape(value)}")
+    out.print()
     upstreams = ", ".join(f"{name} ({u.model} at {u.url})" for name, u in view.upstreams.items())
     out.print(f"upstreams: {escape(upstreams or 'none')}")
-
-
-def _references(feature: Feature) -> str:
-    return ", ".join(ref for ref in (feature.template, feature.adapter) if ref is not None)
 
 
 def _variants(feature: Feature) -> str:
