@@ -177,9 +177,13 @@ features:
 """
 
 
+def adapter_directory(path: Path) -> Path:
+    path.mkdir()
+    (path / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    return path
+
+
 async def publish_adapter(env: dict[str, str], name: str, adapter_dir: Path) -> None:
-    adapter_dir.mkdir()
-    (adapter_dir / "adapter_config.json").write_text(json.dumps({"r": 4}))
     client = redis_from_url(env["TRIVIUM_REDIS__URL"], RedisSettings())
     try:
         settings = RegistrySettings(key_prefix=env["TRIVIUM_REGISTRY__KEY_PREFIX"])
@@ -195,7 +199,8 @@ def test_check_registry_finds_missing_templates_and_adapters(
     http: httpx.Client, gateway: ServiceProcess, tmp_path: Path
 ) -> None:
     publish_template(http, "copy", "Write copy for {{ product }}", ["product"], ADMIN)
-    asyncio.run(publish_adapter(gateway.env, "triage-lora", tmp_path / "triage-lora"))
+    adapter = adapter_directory(tmp_path / "triage-lora")
+    asyncio.run(publish_adapter(gateway.env, "triage-lora", adapter))
     policy = tmp_path / "policy.yaml"
     policy.write_text(REFERENCES)
     assert cli_check(gateway, str(policy))[0] == 0  # offline: the names are fine

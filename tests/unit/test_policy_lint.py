@@ -91,7 +91,7 @@ def test_withhold_is_a_warning_where_it_is_set() -> None:
         (
             "features.kb.variants.strict.retrieval.on_fail",
             "withholds poorly grounded answers with no review path: the user gets no answer "
-            "and nothing keeps it for review; `flag` returns it marked instead",
+            "and nothing keeps it for review; `flag` returns it with needs_review instead",
         )
     ]
     flag = {**kb, "on_fail": "flag"}

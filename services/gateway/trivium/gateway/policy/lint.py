@@ -65,8 +65,9 @@ def fallback_on_the_same_upstream(policy: Policy) -> Iterator[PolicyIssue]:
 
 
 def withhold_without_review(policy: Policy) -> Iterator[PolicyIssue]:
-    """`on_fail: withhold` drops a poorly grounded answer: the user gets none and no review
-    queue keeps it (the policy has no review path yet), so only metrics show what was lost."""
+    """`on_fail: withhold` drops a poorly grounded answer: the user gets none, and nothing keeps
+    it for review (the policy has no review path yet; only `flag` answers carry
+    `needs_review`), so only metrics show what was lost."""
     for name, feature in policy.features.items():
         places = [(f"features.{name}.retrieval", feature.retrieval)]
         places += [
@@ -78,7 +79,8 @@ def withhold_without_review(policy: Policy) -> Iterator[PolicyIssue]:
                 yield PolicyIssue(
                     f"{path}.on_fail",
                     "withholds poorly grounded answers with no review path: the user gets no "
-                    "answer and nothing keeps it for review; `flag` returns it marked instead",
+                    "answer and nothing keeps it for review; `flag` returns it with "
+                    "needs_review instead",
                 )
 
 
