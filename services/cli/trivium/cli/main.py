@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from trivium.cli.context import CliState
+from trivium.cli.policy import policy
 from trivium.cli.retriever import retriever
 from trivium.cli.services import gateway, model
 from trivium.cli.templates import templates
@@ -32,6 +33,7 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
 
 cli.add_command(up)
 cli.add_command(templates)
+cli.add_command(policy)
 cli.add_command(gateway)
 cli.add_command(retriever)
 cli.add_command(model)

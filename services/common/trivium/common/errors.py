@@ -19,6 +19,7 @@ __all__ = (
     "PayloadTooLargeError",
     "TriviumError",
     "UnavailableError",
+    "UnsupportedMediaTypeError",
 )
 
 
@@ -66,6 +67,14 @@ class PayloadTooLargeError(TriviumError):
     status_code = 413
     code = "payload_too_large"
     title = "Payload too large"
+
+
+class UnsupportedMediaTypeError(TriviumError):
+    """The request body's Content-Type is not one the route reads."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
 
 
 class UnavailableError(TriviumError):

@@ -1,18 +1,34 @@
-"""HTTP: read the active policy, and reload it from its file (admin)."""
+"""HTTP: read the active policy, check a candidate without applying it, and reload the
+policy from its file (admin)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.status_codes import HTTP_200_OK
 
+from trivium.common.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from trivium.common.http.auth import ACTOR_DEPENDENCY
+from trivium.gateway.policy.check import PolicyReport, check_policy
 from trivium.gateway.policy.holder import LoadedPolicy, PolicyHolder, ReloadOutcome
 from trivium.gateway.policy.model import Feature, Upstream
 
-__all__ = ("PolicyController", "PolicyView")
+__all__ = ("MAX_POLICY_BYTES", "POLICY_MEDIA_TYPES", "PolicyController", "PolicyView")
+
+MAX_POLICY_BYTES = 256 * 1024
+"""The largest policy `POST /v1/policy:validate` reads (the example is under 4 KiB)."""
+POLICY_MEDIA_TYPES = (
+    "application/yaml",
+    "application/x-yaml",
+    "text/yaml",
+    "application/json",
+    "text/plain",
+)
+"""JSON is YAML: every one of these is read by the same YAML loader as the policy file."""
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +59,31 @@ class PolicyController(Controller):
         )
 
     @post(
+        "/policy:validate",
+        status_code=HTTP_200_OK,
+        request_max_body_size=MAX_POLICY_BYTES,
+        summary="Check a policy (YAML or JSON body) as a reload would, applying nothing; "
+        "422 lists every error, 200 the hash it would have and its warnings",
+    )
+    async def validate(self, request: Request[Any, Any, Any]) -> PolicyReport:
+        # Open like GET /v1/policy; once API keys with scopes exist, this needs `read`.
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type not in POLICY_MEDIA_TYPES:
+            raise UnsupportedMediaTypeError(
+                f"send the policy as one of: {', '.join(POLICY_MEDIA_TYPES)} "
+                f"(got {media_type or 'no content type'})",
+                field="content-type",
+            )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_POLICY_BYTES:
+            raise _too_large(int(declared))
+        body = await request.body()
+        if len(body) > MAX_POLICY_BYTES:
+            raise _too_large(len(body))
+        checked = await asyncio.to_thread(check_policy, body, "request body")
+        return checked.report()
+
+    @post(
         "/policy:reload",
         status_code=HTTP_200_OK,
         dependencies={"actor": ACTOR_DEPENDENCY},
@@ -51,3 +92,9 @@ class PolicyController(Controller):
     async def reload(self, policy_holder: PolicyHolder, actor: str) -> ReloadOutcome:
         log.info("policy reload requested", extra={"actor": actor})
         return await policy_holder.reload(trigger=f"api:{actor}")
+
+
+def _too_large(size: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"the policy is {size} bytes; the limit is {MAX_POLICY_BYTES}", field="body"
+    )
