@@ -110,6 +110,13 @@ features:
     upstream: hosted
     retrieval: {{collection: no-such-collection, k: 2}}
     fallback: [prompt]
+  kb-verbatim:
+    route: rag
+    template: answer@production
+    upstream: dead
+    retrieval: {{collection: kb, k: 2, mode: hybrid, min_groundedness: 0.5}}
+    limits: {{max_tokens: 60}}
+    fallback: [extractive]
   split:
     route: prompt
     template: copy@production
@@ -331,6 +338,34 @@ def test_rag_road_cites_its_passages_and_scores_groundedness(
     assert body["needs_review"] is False
     assert body["lineage"]["retriever_index"]
     assert body["timings_ms"]["retrieve"] > 0
+
+
+def test_the_extractive_road_answers_from_passages_when_the_model_is_dead(
+    http: httpx.Client,
+) -> None:
+    for stream in (False, True):
+        response = invoke(
+            http, "kb-verbatim", input={"question": "When do refunds reach my card?"}, stream=stream
+        )
+        assert response.status_code == 200, response.text
+        if stream:
+            events = sse_events(response)
+            text = "".join(data["text"] for kind, data in events if kind == "delta")
+            body = events[-1][1]
+            assert text == body["output"]
+        else:
+            body = response.json()
+        assert body["route"] == "extractive"
+        assert body["fallback"]["from"] == "rag"
+        assert body["fallback"]["reason"] in ("connect", "circuit_open")
+        assert body["citations"][0]["doc_id"] == "refunds"
+        assert body["output"].startswith("[1] Refunds reach the original card")
+        assert len(body["output"]) <= 60 * 4
+        assert body["usage"]["total_tokens"] == 0
+        assert body["cost_usd"] == 0
+        assert body["groundedness"] == pytest.approx(1.0)
+        assert body["verdict"] == "passed"
+        assert body["template"] is None
 
 
 def test_each_stage_is_a_span_with_genai_attributes(http: httpx.Client, stack: Stack) -> None:

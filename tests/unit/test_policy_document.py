@@ -73,6 +73,7 @@ def test_each_road_class_requires_exactly_what_its_road_needs() -> None:
         "finetune": ("adapter",),
         "rag+prompt": ("template", "retrieval"),
         "finetune+rag": ("adapter", "retrieval"),
+        "extractive": ("retrieval",),
     }
 
 
@@ -153,7 +154,7 @@ def test_value_errors_come_first_then_cross_references_all_at_once() -> None:
         (
             "features.kb.fallback[0]",
             "unknown road or variant 'ghost'; roads: prompt, rag, finetune, rag+prompt, "
-            "finetune+rag",
+            "finetune+rag, extractive",
         ),
     ]
 

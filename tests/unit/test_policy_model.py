@@ -228,7 +228,7 @@ def test_variants_shadow_and_fallback_are_checked() -> None:
         (
             "features.support-kb.fallback[3]",
             "unknown road or variant 'warp'; roads: "
-            "prompt, rag, finetune, rag+prompt, finetune+rag",
+            "prompt, rag, finetune, rag+prompt, finetune+rag, extractive",
         ),
     }
 

@@ -28,13 +28,14 @@ from trivium.gateway.invoke.answer import Generated, build_answer
 from trivium.gateway.invoke.cache import ResponseCache, cache_key
 from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.errors import UnknownFeatureError, failure_error, failure_reason
+from trivium.gateway.invoke.extractive import extractive_answer
 from trivium.gateway.invoke.groundedness import SCORERS, TokenOverlap
 from trivium.gateway.invoke.inputs import check_request
 from trivium.gateway.invoke.plan import FeatureMisconfiguredError, Plan, Planner
 from trivium.gateway.invoke.schemas import FallbackInfo, InvokeRequest, InvokeResponse, Usage
 from trivium.gateway.invoke.shadow import ShadowRunner
 from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
-from trivium.gateway.policy.model import Arm
+from trivium.gateway.policy.model import MODEL_FREE, Arm
 from trivium.gateway.telemetry.metrics import RequestStatus
 from trivium.gateway.telemetry.tracing import (
     Span,
@@ -196,8 +197,14 @@ class Invoker:
         self, call: Call, plan: Plan, root: Span, *, streaming: bool
     ) -> AsyncIterator[str | Generated]:
         """The upstream call: deltas (streaming, unless the road may withhold), then what was
-        generated."""
+        generated. The extractive road calls nothing: its passages are the answer."""
         hold = plan.withholds
+        if plan.arm.route in MODEL_FREE:
+            text = extractive_answer(plan.hits, call.feature.limits.max_tokens)
+            if streaming and not hold:
+                yield text
+            yield Generated(text, _usage(None), "stop", plan.arm.route, 0.0)
+            return
         model = plan.body["model"]
         chat = start_span(f"chat {model}", kind=SpanKind.CLIENT, parent=root, adapter=plan.adapter)
         began = time.perf_counter()

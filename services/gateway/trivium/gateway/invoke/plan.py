@@ -20,7 +20,7 @@ from trivium.gateway.invoke.inputs import (
     template_variables,
     upstream_messages,
 )
-from trivium.gateway.policy.model import Arm, Road
+from trivium.gateway.policy.model import MODEL_FREE, Arm, Road
 from trivium.gateway.telemetry.metrics import KpiRecorder
 from trivium.gateway.telemetry.tracing import span
 from trivium.registry import ArtifactVersion, Registry, TemplateRenderer
@@ -28,7 +28,7 @@ from trivium.registry.errors import RegistryUnavailableError
 
 __all__ = ("ADAPTED", "RETRIEVING", "FeatureMisconfiguredError", "Plan", "Planner")
 
-RETRIEVING: frozenset[Road] = frozenset({"rag", "rag+prompt", "finetune+rag"})
+RETRIEVING: frozenset[Road] = frozenset({"rag", "rag+prompt", "finetune+rag", "extractive"})
 ADAPTED: frozenset[Road] = frozenset({"finetune", "finetune+rag"})
 
 
@@ -116,7 +116,12 @@ class Planner:
         return exact
 
     async def prepare(self, call: Call, arm: Arm) -> Plan:
-        template = await self.template(call, arm.template) if arm.template is not None else None
+        """Everything before generation. A model-free road (extractive) resolves no template
+        or adapter and renders nothing: it needs only the retriever."""
+        model_free = arm.route in MODEL_FREE
+        template = None
+        if arm.template is not None and not model_free:
+            template = await self.template(call, arm.template)
         adapter = None
         if arm.route in ADAPTED and arm.adapter is not None:
             adapter = await self.adapter(call, arm.adapter)
@@ -141,6 +146,10 @@ class Planner:
             index_version = found.index_version
             rerank_ms = found.timings_ms.get("rerank", 0.0)
             retrieve_ms = (time.perf_counter() - began) * 1000 - rerank_ms
+        if model_free:
+            return Plan(
+                arm, upstream, {}, None, None, hits, index_version, retrieve_ms, rerank_ms, 0
+            )
         began = time.perf_counter()
         prompt = None
         context = context_message(hits) if hits else None

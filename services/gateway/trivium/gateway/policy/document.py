@@ -32,6 +32,7 @@ __all__ = (
     "ROAD_CLASSES",
     "ROAD_NEEDS",
     "WAIVE_COMBINATIONS",
+    "ExtractiveFeature",
     "FeatureDocument",
     "FeatureFile",
     "FinetuneFeature",
@@ -282,8 +283,21 @@ class FinetuneRagFeature(FeatureDocument):
     retrieval: RetrievalFile
 
 
+class ExtractiveFeature(FeatureDocument):
+    """The top passages themselves, numbered and cited, with no model: an answer that
+    survives the model's death (a fallback), or a regulated feature's verbatim road."""
+
+    route: Literal["extractive"]
+    retrieval: RetrievalFile
+
+
 FeatureFile = Annotated[
-    PromptFeature | RagFeature | FinetuneFeature | RagPromptFeature | FinetuneRagFeature,
+    PromptFeature
+    | RagFeature
+    | FinetuneFeature
+    | RagPromptFeature
+    | FinetuneRagFeature
+    | ExtractiveFeature,
     Field(discriminator="route"),
 ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from trivium.gateway.policy.errors import PolicyIssue
-from trivium.gateway.policy.model import Arm, Feature, Policy
+from trivium.gateway.policy.model import MODEL_FREE, Arm, Feature, Policy
 
 __all__ = ("RULES", "lint", "served_arms")
 
@@ -46,12 +46,15 @@ def fallback_on_the_same_upstream(policy: Policy) -> Iterator[PolicyIssue]:
     """For each arm that serves traffic, its fallback chain as the gateway runs it (repeats and
     the arm itself left out): when it has entries and every one calls the arm's own upstream,
     none survives that upstream's death. (A road entry always runs on the arm's upstream, so
-    it only covers a failure of the road's other parts, e.g. the retriever.)"""
+    it only covers a failure of the road's other parts, e.g. the retriever; the extractive
+    road calls no model, so it survives.)"""
     for name, feature in policy.features.items():
         stranded: dict[str, list[str]] = {}
         for arm in served_arms(name, feature):
             chain = feature.fallback_arms(arm)
-            if chain and all(entry.upstream == arm.upstream for entry in chain):
+            if chain and all(
+                entry.upstream == arm.upstream and entry.route not in MODEL_FREE for entry in chain
+            ):
                 stranded.setdefault(arm.upstream, []).append(arm.variant or "")
         for upstream, variants in stranded.items():
             named = [variant for variant in variants if variant]
@@ -60,7 +63,7 @@ def fallback_on_the_same_upstream(policy: Policy) -> Iterator[PolicyIssue]:
                 f"features.{name}.fallback",
                 f"{arms}every fallback runs on upstream "
                 f"{upstream!r} too, so none survives that upstream's death; "
-                "add a variant on another upstream",
+                "add a variant on another upstream, or the extractive road",
             )
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 
 __all__ = (
+    "MODEL_FREE",
     "ROADS",
     "Arm",
     "Feature",
@@ -31,8 +32,10 @@ __all__ = (
     "policy_hash",
 )
 
-Road = Literal["prompt", "rag", "finetune", "rag+prompt", "finetune+rag"]
-ROADS: tuple[Road, ...] = ("prompt", "rag", "finetune", "rag+prompt", "finetune+rag")
+Road = Literal["prompt", "rag", "finetune", "rag+prompt", "finetune+rag", "extractive"]
+ROADS: tuple[Road, ...] = ("prompt", "rag", "finetune", "rag+prompt", "finetune+rag", "extractive")
+MODEL_FREE: frozenset[Road] = frozenset({"extractive"})
+"""Roads that call no upstream model: they survive its death."""
 Mode = Literal["dense", "sparse", "hybrid"]
 OnFail = Literal["flag", "withhold"]
 
