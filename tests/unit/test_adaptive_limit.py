@@ -77,5 +77,5 @@ def test_grows_by_one_per_window_of_successes_only_while_in_use() -> None:
 def test_rejects_inconsistent_bounds(
     minimum: int, initial: int, maximum: int, ratio: float
 ) -> None:
-    with pytest.raises(ValueError, match="minimum|decrease_ratio"):
+    with pytest.raises(ValueError, match=r"minimum|decrease_ratio"):
         AdaptiveLimit(minimum, initial, maximum, ratio)
