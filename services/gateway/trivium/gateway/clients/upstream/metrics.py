@@ -66,7 +66,16 @@ _PER_UPSTREAM_GAUGES = (CIRCUIT_STATE, CONCURRENCY_LIMIT, IN_FLIGHT)
 class UpstreamMetrics:
     """One upstream's children, bound once so that the hot path does no label lookups."""
 
-    __slots__ = ("_circuit", "_in_flight", "_limit", "duration", "errors", "retries", "upstream")
+    __slots__ = (
+        "_circuit",
+        "_in_flight",
+        "_limit",
+        "_limit_shown",
+        "duration",
+        "errors",
+        "retries",
+        "upstream",
+    )
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -81,15 +90,19 @@ class UpstreamMetrics:
         self._circuit.set(0)
         self._limit: Gauge | None = CONCURRENCY_LIMIT.labels(upstream)
         self._in_flight: Gauge | None = IN_FLIGHT.labels(upstream)
+        self._limit_shown = -1
 
     def circuit(self, state: CircuitState) -> None:
         if self._circuit is not None:
             self._circuit.set(CIRCUIT_STATE_VALUE[state])
 
     def concurrency(self, limit: int, in_flight: int) -> None:
-        if self._limit is not None and self._in_flight is not None:
+        if self._limit is None or self._in_flight is None:
+            return
+        self._in_flight.set(in_flight)
+        if limit != self._limit_shown:  # the limit moves far less often than calls come
             self._limit.set(limit)
-            self._in_flight.set(in_flight)
+            self._limit_shown = limit
 
     def detach_gauges(self) -> None:
         """Stop reporting state (a retired client; its successor owns the series)."""
