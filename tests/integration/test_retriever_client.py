@@ -1,8 +1,10 @@
 """The one retriever client against the real retriever app, served over loopback by uvicorn.
 
 The gateway's search body is exactly a `SearchRequest` (decoded from what the server
-received), search failures carry bounded reasons, and the CLI's admin calls map the
-retriever's answers onto the wire structs and its problems onto `trivium.common.errors`.
+received), search failures carry bounded reasons, a hung or dead retriever opens the
+searches' circuit and a search spends only its budget of the feature's deadline, and the
+CLI's admin calls map the retriever's answers onto the wire structs and its problems onto
+`trivium.common.errors`.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 import uvicorn
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.tcp_faults import FaultProxy
 from trivium.common.contracts.retriever import DocumentIn, FusionWeights, SearchRequest
 from trivium.common.errors import (
     ConflictError,
@@ -30,9 +36,12 @@ from trivium.common.errors import (
     UnavailableError,
 )
 from trivium.common.redis_server import free_tcp_port
+from trivium.gateway.clients.breaker import CircuitBreaker
 from trivium.gateway.clients.retriever import RetrievalError, RetrieverClient
+from trivium.gateway.clients.upstream import UpstreamClient
+from trivium.gateway.config import RetrieverClientSection, UpstreamClientSection
 from trivium.gateway.policy.model import FusionWeights as PolicyWeights
-from trivium.gateway.policy.model import Retrieval
+from trivium.gateway.policy.model import Retrieval, Upstream
 from trivium.retriever.api.app import create_app
 from trivium.retriever.config import RetrieverSection, RetrieverSettings
 from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
@@ -196,6 +205,108 @@ async def test_search_failures_carry_bounded_reasons(
         with pytest.raises(RetrievalError) as down:
             await nobody.search(Retrieval(collection="kb"), "refunds", deadline=soon)
     assert down.value.reason == "retriever_unavailable"
+
+
+# -- staying up when the retriever hangs or dies -----------------------------------------------
+
+KB = Retrieval(collection="kb")
+
+
+@pytest.fixture
+async def proxied(retriever: Served, client: RetrieverClient) -> AsyncIterator[FaultProxy]:
+    """The retriever, with a collection, behind a proxy that can make it hang."""
+    await _kb(client)
+    async with FaultProxy(int(retriever.url.rsplit(":", 1)[1])) as proxy:
+        yield proxy
+
+
+def circuit_gauge() -> float | None:
+    return REGISTRY.get_sample_value("trivium_retriever_client_circuit_state")
+
+
+def circuit_state(client: RetrieverClient) -> str:
+    return client.breaker.state
+
+
+async def reason(search: Any) -> str:
+    with pytest.raises(RetrievalError) as caught:
+        await search
+    return caught.value.reason
+
+
+async def test_timeouts_open_the_circuit_then_searches_fail_at_once(
+    proxied: FaultProxy,
+) -> None:
+    section = RetrieverClientSection(
+        url=proxied.url, timeout_s=0.2, breaker_failures=3, breaker_open_s=0.3
+    )
+    async with RetrieverClient.from_section(section) as gateway:
+        assert (await gateway.search(KB, "refunds", deadline=time.monotonic() + 5)).hits
+        assert circuit_gauge() == 0
+        proxied.hang()  # SIGSTOP, as far as the gateway can tell
+        for _ in range(3):
+            started = time.monotonic()
+            assert await reason(gateway.search(KB, "refunds", deadline=started + 5)) == "timeout"
+            assert 0.2 <= time.monotonic() - started < 0.35
+        assert circuit_state(gateway) == "open"
+        assert circuit_gauge() == 2
+
+        started = time.monotonic()
+        search = gateway.search(KB, "refunds", deadline=started + 5)
+        assert await reason(search) == "circuit_open"
+        assert time.monotonic() - started < 0.02
+
+        proxied.resume()
+        await asyncio.sleep(0.32)
+        assert (await gateway.search(KB, "refunds", deadline=time.monotonic() + 5)).hits
+        assert circuit_state(gateway) == "closed"
+        assert circuit_gauge() == 0
+
+
+async def test_connection_failures_open_the_circuit_and_4xx_do_not(retriever: Served) -> None:
+    async with RetrieverClient(
+        f"http://127.0.0.1:{free_tcp_port()}", breaker=CircuitBreaker(2, 30.0)
+    ) as nobody:
+        soon = time.monotonic() + 5
+        reasons = [await reason(nobody.search(KB, "refunds", deadline=soon)) for _ in range(3)]
+        assert reasons == ["retriever_unavailable"] * 2 + ["circuit_open"]
+
+    async with RetrieverClient(retriever.url, breaker=CircuitBreaker(2, 30.0)) as gateway:
+        missing = Retrieval(collection="nope")
+        for _ in range(4):  # the retriever answered: alive
+            search = gateway.search(missing, "refunds", deadline=time.monotonic() + 5)
+            assert await reason(search) == "retriever_error"
+        assert circuit_state(gateway) == "closed"
+
+
+async def test_the_search_budget_leaves_time_for_the_fallback_road(proxied: FaultProxy) -> None:
+    """A hung retriever costs `budget_share` of the time left, and the fallback road (a
+    prompt-only call to the upstream) answers with the rest, before the feature's deadline."""
+    section = RetrieverClientSection(url=proxied.url, timeout_s=10, budget_share=0.5)
+    with OpenAIUpstream(delay_s=0.2) as model:
+        fallback = UpstreamClient(
+            "fallback", Upstream(url=model.url, model="m"), UpstreamClientSection()
+        )
+        async with RetrieverClient.from_section(section) as gateway:
+            proxied.hang()
+            started = time.monotonic()
+            deadline = started + 1.0
+            assert await reason(gateway.search(KB, "refunds", deadline=deadline)) == "timeout"
+            spent = time.monotonic() - started
+            assert 0.5 <= spent < 0.6
+            answer = await fallback.chat(
+                {"messages": [{"role": "user", "content": "refunds"}]}, deadline=deadline
+            )
+            assert answer.text == "echo: refunds"
+            assert time.monotonic() < deadline
+        await fallback.aclose()
+
+    capped = RetrieverClientSection(url=proxied.url, timeout_s=0.2, budget_share=0.5)
+    async with RetrieverClient.from_section(capped) as gateway:
+        started = time.monotonic()
+        search = gateway.search(KB, "refunds", deadline=started + 10)
+        assert await reason(search) == "timeout"
+        assert 0.2 <= time.monotonic() - started < 0.3  # never more than timeout_s
 
 
 async def test_admin_calls_create_ingest_page_delete_and_drop(client: RetrieverClient) -> None:

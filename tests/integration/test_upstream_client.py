@@ -117,7 +117,7 @@ async def test_retries_503_then_succeeds(upstream: OpenAIUpstream, make_client: 
     assert len(upstream.requests) == 2
     labels = {"upstream": client.name}
     assert metric("trivium_upstream_retries_total", reason="unavailable", **labels) == 1
-    assert metric("trivium_upstream_errors_total", kind="server_error", **labels) == 1
+    assert metric("trivium_upstream_errors_total", kind="backpressure", **labels) == 1
 
 
 async def test_retries_give_up_after_max_retries(

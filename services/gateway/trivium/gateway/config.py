@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from trivium.common.settings import Section, TriviumSettings
 
@@ -32,17 +32,73 @@ class UpstreamClientSection(Section):
     backoff_base_s: float = Field(default=0.05, ge=0, description="first retry's mean delay")
     backoff_max_s: float = Field(default=1.0, ge=0)
     breaker_failures: int = Field(
-        default=5, gt=0, description="consecutive failures that open an upstream's circuit"
+        default=5,
+        gt=0,
+        description="consecutive failures (connect, timeout, 5xx but 503, protocol) that open "
+        "an upstream's circuit; 503 and 429 are backpressure and never count",
     )
     breaker_open_s: float = Field(
         default=5.0, gt=0, description="how long an open circuit refuses before one probe"
     )
+    breaker_probe_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how long a half-open probe holds the only slot; then the next call probes",
+    )
+    concurrency_min: int = Field(
+        default=2, gt=0, description="the adaptive concurrency limit never falls below this"
+    )
+    concurrency_initial: int = Field(
+        default=32, gt=0, description="calls at once per upstream before any feedback"
+    )
+    concurrency_max: int = Field(
+        default=256,
+        gt=0,
+        description="the adaptive limit never grows past this (beyond max_connections, calls "
+        "wait for a pooled connection)",
+    )
+    concurrency_decrease_ratio: float = Field(
+        default=0.75,
+        gt=0,
+        lt=1,
+        description="the limit is multiplied by this on a 503, a 429 or a timeout",
+    )
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> UpstreamClientSection:
+        if not self.concurrency_min <= self.concurrency_initial <= self.concurrency_max:
+            raise ValueError(
+                "upstream: need concurrency_min <= concurrency_initial <= concurrency_max"
+            )
+        return self
 
 
 class RetrieverClientSection(Section):
+    """How the gateway searches the retriever (the `rag` roads)."""
+
     url: str = Field(default="http://127.0.0.1:8200", description="the retriever's base URL")
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, description="the most one search may take")
+    budget_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="the share of the time left before the feature's deadline a search may "
+        "spend (never more than timeout_s), so that a fallback road keeps the rest",
+    )
     max_connections: int = Field(default=100, gt=0)
+    breaker_failures: int = Field(
+        default=3,
+        gt=0,
+        description="consecutive timeouts, connection failures or 5xx that open the circuit",
+    )
+    breaker_open_s: float = Field(
+        default=5.0, gt=0, description="how long an open circuit refuses before one probe"
+    )
+    breaker_probe_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how long a half-open probe holds the only slot; then the next call probes",
+    )
 
 
 class ResponseCacheSection(Section):

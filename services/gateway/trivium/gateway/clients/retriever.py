@@ -1,8 +1,11 @@
 """The one client of the retriever API: search for the gateway, administration for the CLI.
 
 One pooled aiohttp session, msgspec JSON both ways, an optional bearer token. `search` spends
-at most what is left of the caller's deadline and raises `RetrievalError` with a bounded
-reason; the admin calls raise the `trivium.common.errors` class of the retriever's status.
+a budget inside the caller's deadline (`budget_share` of the time left, at most
+`search_timeout_s`), so that a fallback road keeps the rest, and passes a circuit breaker:
+after a few timeouts, connection failures or 5xx in a row it fails at once (`circuit_open`)
+until a half-open probe succeeds. It raises `RetrievalError` with a bounded reason; the admin
+calls raise the `trivium.common.errors` class of the retriever's status.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
+from prometheus_client import Gauge
 
 from trivium.common.contracts.retriever import (
     CollectionCreate,
@@ -42,10 +46,18 @@ from trivium.common.errors import (
     TriviumError,
     UnavailableError,
 )
+from trivium.gateway.clients.breaker import (
+    CIRCUIT_STATE_VALUE,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+)
 from trivium.gateway.config import RetrieverClientSection
 from trivium.gateway.policy.model import Retrieval
 
 __all__ = (
+    "CIRCUIT_STATE",
+    "RETRIEVAL_FAILURE_REASONS",
     "RetrievalError",
     "RetrieverClient",
     "SearchHit",
@@ -58,6 +70,8 @@ T = TypeVar("T")
 _ENCODER = msgspec.json.Encoder()
 _SEARCH_DECODER = msgspec.json.Decoder(SearchResponse)
 _JSON = {"Content-Type": "application/json"}
+_NO_CEIL = 1e9
+"""aiohttp rounds timeouts over this up to whole seconds; a search's budget should not move."""
 _ADMIN_ERRORS: dict[int, type[TriviumError]] = {
     400: InvalidInputError,
     404: NotFoundError,
@@ -66,9 +80,23 @@ _ADMIN_ERRORS: dict[int, type[TriviumError]] = {
     503: UnavailableError,
 }
 
+RETRIEVAL_FAILURE_REASONS = ("timeout", "retriever_unavailable", "retriever_error", "circuit_open")
+_SICK = frozenset({"timeout", "retriever_unavailable"})
+
+CIRCUIT_STATE = Gauge(
+    "trivium_retriever_client_circuit_state",
+    "The gateway's circuit to the retriever: 0 closed, 1 half-open, 2 open.",
+    multiprocess_mode="livemax",
+)
+
+
+def _report_circuit(state: CircuitState) -> None:
+    CIRCUIT_STATE.set(CIRCUIT_STATE_VALUE[state])
+
 
 class RetrievalError(Exception):
-    """The retriever could not answer; `reason` is a bounded label for metrics."""
+    """The retriever could not answer; `reason`, one of `RETRIEVAL_FAILURE_REASONS`, is a
+    bounded label for metrics."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -98,23 +126,39 @@ class RetrieverClient:
         *,
         token: str | None = None,
         search_timeout_s: float = 10.0,
+        budget_share: float = 1.0,
         admin_timeout_s: float = 120.0,
         max_connections: int = 100,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
+        """`breaker`: the searches' circuit; by default one that opens after 3 failures in a
+        row for 5 s."""
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._search_timeout_s = search_timeout_s
+        self._budget_share = budget_share
+        self.breaker = breaker or CircuitBreaker(3, 5.0, name="retriever")
         self._admin_timeout = aiohttp.ClientTimeout(total=admin_timeout_s)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_section(cls, section: RetrieverClientSection) -> RetrieverClient:
-        """The gateway's client, as its settings describe it."""
+        """The gateway's client, as its settings describe it; its circuit is reported in
+        `trivium_retriever_client_circuit_state`."""
+        _report_circuit("closed")
         return cls(
             section.url,
             search_timeout_s=section.timeout_s,
+            budget_share=section.budget_share,
             max_connections=section.max_connections,
+            breaker=CircuitBreaker(
+                section.breaker_failures,
+                section.breaker_open_s,
+                probe_timeout_s=section.breaker_probe_timeout_s,
+                name="retriever",
+                on_change=_report_circuit,
+            ),
         )
 
     async def __aenter__(self) -> RetrieverClient:
@@ -141,20 +185,45 @@ class RetrieverClient:
     async def search_collection(
         self, collection: str, request: SearchRequest, *, deadline: float
     ) -> SearchResponse:
-        """`deadline` is a `time.monotonic()` instant; the call never outlives it."""
-        left = min(self._search_timeout_s, deadline - time.monotonic())
-        if left <= 0:
+        """`deadline` is a `time.monotonic()` instant; the call spends at most `budget_share`
+        of the time left before it, and never more than `search_timeout_s`."""
+        budget = min(self._search_timeout_s, self._budget_share * (deadline - time.monotonic()))
+        if budget <= 0:
             raise RetrievalError("timeout", "no time left for retrieval")
+        try:
+            ticket = self.breaker.admit()
+        except CircuitOpenError as refusal:
+            raise RetrievalError(
+                "circuit_open",
+                f"retriever {refusal.message}; retry in {refusal.retry_after_s:.1f} s",
+            ) from None
+        try:
+            found = await self._search(collection, request, budget)
+        except RetrievalError as error:
+            if error.reason in _SICK:
+                self.breaker.failed(ticket)
+            else:
+                self.breaker.succeeded(ticket)  # it answered: alive
+            raise
+        except BaseException:
+            self.breaker.release(ticket)
+            raise
+        self.breaker.succeeded(ticket)
+        return found
+
+    async def _search(
+        self, collection: str, request: SearchRequest, budget_s: float
+    ) -> SearchResponse:
         try:
             async with self._client().post(
                 self._url(collection, "search"),
                 data=_ENCODER.encode(request),
                 headers=_JSON,
-                timeout=aiohttp.ClientTimeout(total=left),
+                timeout=aiohttp.ClientTimeout(total=budget_s, ceil_threshold=_NO_CEIL),
             ) as response:
                 status, payload = response.status, await response.read()
         except TimeoutError as exc:
-            raise RetrievalError("timeout", "retriever timed out") from exc
+            raise RetrievalError("timeout", f"retriever timed out after {budget_s:.2f} s") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise RetrievalError("retriever_unavailable", f"retriever unreachable: {exc}") from exc
         if status != 200:
@@ -217,7 +286,9 @@ class RetrieverClient:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, timeout_ceil_threshold=_NO_CEIL
+                ),
                 headers=self._headers,
             )
         return self._session

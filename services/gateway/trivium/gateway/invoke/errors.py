@@ -50,6 +50,8 @@ def failure_error(feature: str, exc: UpstreamError | RetrievalError) -> TriviumE
     retry = math.ceil(exc.retry_after_s) if exc.retry_after_s is not None else 1
     message = f"{feature}: upstream {exc.upstream} failed ({exc.kind}): {exc.message}"
     extra = {"upstream": exc.upstream, "upstream_error": exc.kind}
+    if exc.kind == "overloaded":
+        return OverloadedError(message, retry_after_s=retry, extra=extra)
     if exc.http_status == 504:
         return GatewayTimeoutError(message, retry_after_s=retry, extra=extra)
     if exc.http_status == 503:

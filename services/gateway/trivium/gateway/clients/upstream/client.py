@@ -2,7 +2,8 @@
 
 Retries connect errors, 429 and 502/503 (streams: before any of the body was read) with
 full-jitter backoff or the upstream's Retry-After, never past the caller's deadline. Every
-attempt passes the upstream's circuit breaker first.
+attempt passes the upstream's gate first (circuit breaker, adaptive concurrency limit) and
+reports its outcome back to it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from trivium.gateway.clients.upstream.breaker import CircuitBreaker
+from trivium.gateway.clients.breaker import CircuitBreaker
 from trivium.gateway.clients.upstream.errors import UpstreamError, UpstreamErrorKind
+from trivium.gateway.clients.upstream.gate import Attempt, UpstreamGate
+from trivium.gateway.clients.upstream.limit import AdaptiveLimit
 from trivium.gateway.clients.upstream.metrics import RetryReason, UpstreamMetrics
 from trivium.gateway.config import UpstreamClientSection
 from trivium.gateway.policy.model import Upstream
@@ -34,7 +37,6 @@ _NO_CEIL = 1e9
 """aiohttp rounds timeouts over this up to whole seconds; deadlines should not move."""
 _DRAIN_S = 0.1
 """After `[DONE]`, how long to wait for the end of the body so the connection is reused."""
-_BREAKER_FAILURES = frozenset({"connect", "timeout", "server_error", "protocol"})
 
 
 class ChatUsage(msgspec.Struct, frozen=True):
@@ -139,12 +141,7 @@ class UpstreamClient:
         self.upstream = upstream
         self.options = options
         self.metrics = UpstreamMetrics(name)
-        self.breaker = CircuitBreaker(
-            options.breaker_failures,
-            options.breaker_open_s,
-            upstream=name,
-            on_change=self.metrics.circuit,
-        )
+        self.gate = UpstreamGate(name, options, self.metrics)
         self._url = upstream.url.rstrip("/") + "/chat/completions"
         self._headers = {"Content-Type": "application/json"}
         if upstream.api_key_env:
@@ -162,6 +159,14 @@ class UpstreamClient:
         self._closed = False
 
     @property
+    def breaker(self) -> CircuitBreaker:
+        return self.gate.breaker
+
+    @property
+    def concurrency(self) -> AdaptiveLimit:
+        return self.gate.limit
+
+    @property
     def session(self) -> aiohttp.ClientSession | None:
         """The pooled session, once a call has opened it."""
         return self._session
@@ -172,22 +177,23 @@ class UpstreamClient:
         """One chat completion; raises `UpstreamError` once retries are spent or not allowed."""
         payload = _encode({"model": self.upstream.model, **body, "stream": False})
         headers = None if request_id is None else {"X-Request-ID": request_id}
+        gate = self.gate
         attempt = 0
         while True:
             attempt += 1
-            timeouts = self._admit(deadline)
-            started = time.monotonic()
+            admitted = gate.admit(deadline)
             try:
-                result = await self._chat_attempt(payload, headers, timeouts, deadline, attempt)
+                result = await self._chat_attempt(
+                    payload, headers, self._timeouts(deadline), deadline, attempt
+                )
             except UpstreamError as error:
-                self._failed(error)
+                gate.failed(admitted, error)
                 await self._backoff(error, attempt, deadline)
                 continue
             except BaseException:
-                self.breaker.release()
+                gate.abandoned(admitted)
                 raise
-            self.breaker.record_success()
-            self.metrics.duration.observe(time.monotonic() - started)
+            gate.succeeded(admitted)
             return result
 
     async def stream(
@@ -206,39 +212,35 @@ class UpstreamClient:
             }
         )
         headers = None if request_id is None else {"X-Request-ID": request_id}
+        gate = self.gate
         attempt = 0
+        admitted: Attempt
         while True:
             attempt += 1
-            timeouts = self._admit(deadline)
-            started = time.monotonic()
+            admitted = gate.admit(deadline)
             try:
-                response = await self._send(payload, headers, timeouts, deadline)
+                response = await self._send(payload, headers, self._timeouts(deadline), deadline)
                 if not 200 <= response.status < 300:
                     raise await self._status_error(response)
             except UpstreamError as error:
-                self._failed(error)
+                gate.failed(admitted, error)
                 await self._backoff(error, attempt, deadline)
                 continue
             except BaseException:
-                self.breaker.release()
+                gate.abandoned(admitted)
                 raise
             break
-        verdict = False
         try:
             async with contextlib.aclosing(self._read_stream(response, attempt)) as items:
                 async for item in items:
                     if isinstance(item, StreamEnd):
-                        verdict = True
-                        self.breaker.record_success()
-                        self.metrics.duration.observe(time.monotonic() - started)
+                        gate.succeeded(admitted)
                     yield item
         except UpstreamError as error:
-            verdict = True
-            self._failed(error)
+            gate.failed(admitted, error)
             raise
         finally:
-            if not verdict:
-                self.breaker.release()
+            gate.abandoned(admitted)  # no-op once a verdict is in
             response.close()
 
     async def aclose(self) -> None:
@@ -250,18 +252,9 @@ class UpstreamClient:
 
     # -- one attempt ----------------------------------------------------------------------
 
-    def _admit(self, deadline: float) -> aiohttp.ClientTimeout:
-        """This attempt's timeouts, once the deadline and the breaker allow it."""
-        left = deadline - time.monotonic()
-        if left <= 0:
-            error = self._error("timeout", "deadline passed before the request was sent")
-            self.metrics.errors["timeout"].inc()
-            raise error
-        try:
-            self.breaker.before_attempt()
-        except UpstreamError:
-            self.metrics.errors["circuit_open"].inc()
-            raise
+    def _timeouts(self, deadline: float) -> aiohttp.ClientTimeout:
+        """An attempt's timeouts: the upstream's, cut short by the deadline."""
+        left = max(deadline - time.monotonic(), 0.001)
         upstream = self.upstream
         return aiohttp.ClientTimeout(
             total=left,
@@ -369,13 +362,6 @@ class UpstreamClient:
 
     # -- outcomes -------------------------------------------------------------------------
 
-    def _failed(self, error: UpstreamError) -> None:
-        if error.kind in _BREAKER_FAILURES:
-            self.breaker.record_failure()
-        else:
-            self.breaker.record_success()  # 4xx and 429: the upstream is alive
-        self.metrics.errors[error.kind].inc()
-
     async def _backoff(self, error: UpstreamError, attempt: int, deadline: float) -> None:
         """Sleep before the next attempt, or raise `error` when it may not be retried."""
         reason = _retry_reason(error)
@@ -408,6 +394,8 @@ class UpstreamClient:
         kind: UpstreamErrorKind
         if status == 429:
             kind = "rate_limited"
+        elif status == 503:
+            kind = "backpressure"
         elif status >= 500:
             kind = "server_error"
         elif status >= 400:

@@ -7,22 +7,36 @@ from typing import Literal
 __all__ = ("UPSTREAM_ERROR_KINDS", "UpstreamError", "UpstreamErrorKind")
 
 UpstreamErrorKind = Literal[
-    "connect", "timeout", "rate_limited", "server_error", "client_error", "circuit_open", "protocol"
+    "connect",
+    "timeout",
+    "rate_limited",
+    "backpressure",
+    "server_error",
+    "client_error",
+    "circuit_open",
+    "overloaded",
+    "protocol",
 ]
+"""`rate_limited` (429) and `backpressure` (503, e.g. a full queue) are the upstream asking for
+less; `overloaded` is the gateway shedding a call beyond the upstream's concurrency limit."""
 UPSTREAM_ERROR_KINDS: tuple[UpstreamErrorKind, ...] = (
     "connect",
     "timeout",
     "rate_limited",
+    "backpressure",
     "server_error",
     "client_error",
     "circuit_open",
+    "overloaded",
     "protocol",
 )
 
 _HTTP_STATUS: dict[UpstreamErrorKind, int] = {
     "timeout": 504,
     "circuit_open": 503,
+    "overloaded": 503,
     "rate_limited": 503,
+    "backpressure": 503,
     "connect": 503,
 }
 
@@ -46,7 +60,7 @@ class UpstreamError(Exception):
         self.status = status
         """The upstream's HTTP status, when it answered with one."""
         self.retry_after_s = retry_after_s
-        """From the upstream's Retry-After, or the time left on an open circuit."""
+        """From the upstream's Retry-After, the time left on an open circuit, or a shed's."""
 
     @property
     def http_status(self) -> int:

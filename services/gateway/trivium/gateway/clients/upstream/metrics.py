@@ -7,13 +7,15 @@ from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from trivium.gateway.clients.upstream.breaker import CircuitState
+from trivium.gateway.clients.breaker import CIRCUIT_STATE_VALUE, CircuitState
 from trivium.gateway.clients.upstream.errors import UPSTREAM_ERROR_KINDS, UpstreamErrorKind
 
 __all__ = (
     "CIRCUIT_STATE",
+    "CONCURRENCY_LIMIT",
     "DURATION_SECONDS",
     "ERRORS",
+    "IN_FLIGHT",
     "RETRIES",
     "RETRY_REASONS",
     "RetryReason",
@@ -25,7 +27,7 @@ RETRY_REASONS: tuple[RetryReason, ...] = ("connect", "rate_limited", "unavailabl
 
 ERRORS = Counter(
     "trivium_upstream_errors_total",
-    "Failed upstream attempts and circuit refusals.",
+    "Failed upstream attempts, circuit refusals (circuit_open) and calls shed (overloaded).",
     ["upstream", "kind"],
 )
 RETRIES = Counter(
@@ -39,6 +41,18 @@ CIRCUIT_STATE = Gauge(
     ["upstream"],
     multiprocess_mode="livemax",
 )
+CONCURRENCY_LIMIT = Gauge(
+    "trivium_upstream_concurrency_limit",
+    "Calls each upstream is given at once now (adaptive, AIMD); summed over processes.",
+    ["upstream"],
+    multiprocess_mode="livesum",
+)
+IN_FLIGHT = Gauge(
+    "trivium_upstream_in_flight",
+    "Calls in flight to each upstream; summed over processes.",
+    ["upstream"],
+    multiprocess_mode="livesum",
+)
 DURATION_SECONDS = Histogram(
     "trivium_upstream_duration_seconds",
     "Successful upstream attempts, request sent to last byte read.",
@@ -46,13 +60,22 @@ DURATION_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
 )
 
-_STATE_VALUE: dict[CircuitState, int] = {"closed": 0, "half_open": 1, "open": 2}
+_PER_UPSTREAM_GAUGES = (CIRCUIT_STATE, CONCURRENCY_LIMIT, IN_FLIGHT)
 
 
 class UpstreamMetrics:
     """One upstream's children, bound once so that the hot path does no label lookups."""
 
-    __slots__ = ("_circuit", "duration", "errors", "retries", "upstream")
+    __slots__ = (
+        "_circuit",
+        "_in_flight",
+        "_limit",
+        "_limit_shown",
+        "duration",
+        "errors",
+        "retries",
+        "upstream",
+    )
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -65,17 +88,29 @@ class UpstreamMetrics:
         self.duration = DURATION_SECONDS.labels(upstream)
         self._circuit: Gauge | None = CIRCUIT_STATE.labels(upstream)
         self._circuit.set(0)
+        self._limit: Gauge | None = CONCURRENCY_LIMIT.labels(upstream)
+        self._in_flight: Gauge | None = IN_FLIGHT.labels(upstream)
+        self._limit_shown = -1
 
     def circuit(self, state: CircuitState) -> None:
         if self._circuit is not None:
-            self._circuit.set(_STATE_VALUE[state])
+            self._circuit.set(CIRCUIT_STATE_VALUE[state])
 
-    def detach_circuit(self) -> None:
-        """Stop reporting the circuit (a retired client; its successor owns the series)."""
-        self._circuit = None
+    def concurrency(self, limit: int, in_flight: int) -> None:
+        if self._limit is None or self._in_flight is None:
+            return
+        self._in_flight.set(in_flight)
+        if limit != self._limit_shown:  # the limit moves far less often than calls come
+            self._limit.set(limit)
+            self._limit_shown = limit
+
+    def detach_gauges(self) -> None:
+        """Stop reporting state (a retired client; its successor owns the series)."""
+        self._circuit = self._limit = self._in_flight = None
 
     @staticmethod
     def forget(upstream: str) -> None:
-        """Drop the circuit series of an upstream no longer configured."""
-        with contextlib.suppress(KeyError):
-            CIRCUIT_STATE.remove(upstream)
+        """Drop the state series of an upstream no longer configured."""
+        for gauge in _PER_UPSTREAM_GAUGES:
+            with contextlib.suppress(KeyError):
+                gauge.remove(upstream)

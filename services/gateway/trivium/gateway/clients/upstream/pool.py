@@ -65,10 +65,10 @@ class UpstreamPool:
 
     def _retire(self, client: UpstreamClient) -> None:
         if client.name in self._clients:
-            client.metrics.detach_circuit()  # its successor reports the circuit now
+            client.metrics.detach_gauges()  # its successor reports the circuit and the limit now
         else:
             UpstreamMetrics.forget(client.name)
-            client.metrics.detach_circuit()
+            client.metrics.detach_gauges()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
