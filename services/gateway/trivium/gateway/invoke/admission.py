@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from trivium.gateway.invoke.errors import OverloadedError
 from trivium.gateway.telemetry.metrics import KpiRecorder
 
-__all__ = ("Admission",)
+__all__ = ("Admission", "Admitted")
 
 
 class Admission:
@@ -24,8 +21,8 @@ class Admission:
         self.kpis = kpis
         self.in_flight = 0
 
-    @contextmanager
-    def admitted(self) -> Iterator[None]:
+    def admitted(self) -> Admitted:
+        """A slot, or `OverloadedError` (503) at once; use it as `with admission.admitted():`."""
         if self.in_flight >= self.limit:
             self.kpis.overload_rejected()
             raise OverloadedError(
@@ -34,8 +31,26 @@ class Admission:
             )
         self.in_flight += 1
         self.kpis.in_flight_inc()
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self.kpis.in_flight_dec()
+        return Admitted(self)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self.kpis.in_flight_dec()
+
+
+class Admitted:
+    """One held slot, released exactly once when its block exits (a plain class: contextlib's
+    generator-based managers cost measurably on the hot path)."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission: Admission | None = admission
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            admission._release()
