@@ -4,11 +4,11 @@
 A unit is anything with a process to launch, reap and check: a `trivium <service> serve`
 child (`Child`) or the embedded Redis (`RedisUnit`). `start()` launches a unit and blocks
 until it is ready (start-up; a failure there aborts `trivium up`). `run()` then watches every
-unit until SIGINT/SIGTERM: a unit whose process exits is logged (one JSON line: service,
-`child`, exit status and signal, restart number, backoff), waits its backoff, is launched again and counts as up
-once its health check answers; backoff doubles with each failure in a row, up to the cap,
-and starts over after `reset_after_s` of healthy running. A restart that does not answer
-its health check within `start_timeout_s` is killed and counts as a failure.
+unit until SIGINT/SIGTERM: a unit whose process exits is logged (one JSON line with `child`,
+`exit_status`, `signal`, `restart`, `backoff_s`), waits its backoff, is launched again and
+counts as up once its health check answers; backoff doubles with each failure in a row, up
+to the cap, and starts over after `reset_after_s` of healthy running. A restart that does
+not answer its health check within `start_timeout_s` is killed and counts as a failure.
 """
 
 from __future__ import annotations
