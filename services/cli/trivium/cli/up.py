@@ -171,7 +171,7 @@ class _Stack:
 
             phase.details.append(run_async(run_init_demo(self.model)).summary())
         with self.progress.phase("model service") as phase:
-            self.supervisor.start(_child("model service", ["model", "serve"], self.model_url))
+            self.supervisor.start(_child("model", ["model", "serve"], self.model_url))
             phase.details.append(f"model service: {self.model_url}/v1 (OpenAI API)")
 
     def start_retriever(self) -> None:
