@@ -178,7 +178,7 @@ def show(state: CliState, ref: str | None, as_json: bool) -> None:
     "json_variables",
     multiple=True,
     metavar="KEY=JSON",
-    help="A variable given as JSON (lists, objects): --json-var passages='[{\"text\": \"...\"}]'.",
+    help='A variable given as JSON (lists, objects): --json-var passages=\'[{"text": "..."}]\'.',
 )
 @pass_state
 def render(
