@@ -194,6 +194,7 @@ def test_up_runs_the_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         TRIVIUM_GATEWAY__PORT=str(port),
         TRIVIUM_RETRIEVER__PORT=str(retriever_port),
         TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1",
+        TRIVIUM_UP__METRICS_PORT=str(free_tcp_port()),
     )
     process = subprocess.Popen(
         [*TRIVIUM, "up", "--skip-model"], env=env, stderr=subprocess.PIPE, text=True

@@ -299,9 +299,13 @@ def test_redis_outage_serves_cached_templates_and_refuses_writes(
             assert write.headers["retry-after"] == "2"
             uncached = http.get("/v1/templates/other/labels/production")
             assert_problem(uncached, 503, "registry_unavailable")
+            # Degraded, not unready: cached templates still serve (no policy: none needed).
             ready = http.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.headers["retry-after"] == "2"
+            assert ready.status_code == 200
+            assert ready.json()["status"] == "degraded"
+            assert "registry_store" in ready.json()["failing"]
+            assert ready.json()["checks"]["registry_store"] is False
+            assert http.get("/healthz").status_code == 200
     finally:
         redis.stop()
 

@@ -3,6 +3,7 @@ replicas summing up, old slots falling out, and a Redis outage kept off the requ
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.redis import redis_from_url
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 from trivium.common.settings import RedisSettings
@@ -216,3 +218,51 @@ async def test_stop_flushes_and_the_route_serves_the_summary(
         assert filtered.status_code == 200
         assert filtered.json()["features"] == {}
         assert (await http.get("/v1/stats", params={"feature": "Bad Name!"})).status_code == 400
+
+
+async def test_redis_down_is_a_503_naming_the_dependency_never_a_500(
+    tmp_path_factory: pytest.TempPathFactory, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServerProcess(
+        tmp_path_factory.mktemp("stats-down"), port=free_tcp_port(), persist=False
+    )
+    server.start()
+    clock = Clock()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings = RedisSettings(socket_timeout_s=0.5, connect_timeout_s=0.5)
+        async with redis_from_url(server.url, settings) as app_client:
+            app.state.stats = recorder(app_client, prefix, clock)
+            yield
+
+    def provide_stats(state: State) -> StatsRecorder:
+        served: StatsRecorder = state.stats
+        return served
+
+    app = Litestar(
+        route_handlers=[StatsController],
+        dependencies={"stats": Provide(provide_stats, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers=PROBLEM_EXCEPTION_HANDLERS,
+        logging_config=None,
+    )
+    try:
+        async with AsyncTestClient(app) as http:
+            assert (await http.get("/v1/stats")).status_code == 200
+            server.stop()
+            with caplog.at_level(logging.WARNING, logger="trivium.gateway.telemetry.stats"):
+                answers = [await http.get("/v1/stats") for _ in range(3)]
+            for response in answers:
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "2"
+                assert response.headers["content-type"].startswith("application/problem+json")
+                body = response.json()
+                assert body["code"] == "stats_unavailable"
+                assert body["dependency"] == "redis"
+            warnings = [r for r in caplog.records if r.getMessage() == "stats window unreadable"]
+            assert len(warnings) == 1, "one line per interval, not one per request"
+            server.start()
+            assert (await http.get("/v1/stats")).status_code == 200
+    finally:
+        server.stop()

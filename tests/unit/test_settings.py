@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from trivium.cli.config import UpSettings
 from trivium.common.errors import InvalidInputError
 from trivium.common.settings import TOP_LEVEL_KEYS, TriviumSettings, load_settings
 from trivium.gateway.config import GatewaySettings
@@ -99,7 +100,7 @@ def test_a_section_of_another_process_is_not_an_error(tmp_path: Path) -> None:
 def test_the_known_sections_are_every_process_settings_fields() -> None:
     fields = {
         name
-        for settings in (GatewaySettings, RetrieverSettings, ModelSettings)
+        for settings in (GatewaySettings, RetrieverSettings, ModelSettings, UpSettings)
         for name in settings.model_fields
     }
     assert len(set(TOP_LEVEL_KEYS)) == len(TOP_LEVEL_KEYS)

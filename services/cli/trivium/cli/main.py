@@ -24,11 +24,19 @@ __all__ = ("cli",)
     envvar="TRIVIUM_CONFIG",
     help="YAML config file (env: TRIVIUM_CONFIG). TRIVIUM_* variables override it.",
 )
+@click.option(
+    "--data-dir",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (env: TRIVIUM_DATA_DIR; default var): the embedded Redis, models, "
+    "and the running stack's stack.json, which registry commands connect through.",
+)
 @click.version_option(package_name="trivium")
 @click.pass_context
-def cli(ctx: click.Context, config_file: Path | None) -> None:
+def cli(ctx: click.Context, config_file: Path | None, data_dir: Path | None) -> None:
     """Trivium: prompt templates, RAG and fine-tuned adapters behind one measured gateway."""
-    ctx.obj = CliState(config_file)
+    ctx.obj = CliState(config_file, data_dir)
 
 
 cli.add_command(up)

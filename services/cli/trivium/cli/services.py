@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trivium.cli.context import CliState, print_json, run_async
+from trivium.cli.context import CliState, find_stack_store, print_json, run_async
 from trivium.common.settings import TriviumSettings
 from trivium.gateway.config import GatewaySettings
 from trivium.model.config import ModelSettings
@@ -111,7 +111,7 @@ def model_finetune(
     from trivium.model.finetune import run_finetune_command  # imported late: loads torch
     from trivium.model.finetune.train import DEFAULT_EPOCHS, DEFAULT_LR
 
-    settings = state.settings(ModelSettings)
+    settings = find_stack_store(state.settings(ModelSettings))
     report = run_async(
         run_finetune_command(
             settings,

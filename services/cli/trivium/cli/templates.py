@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import click
@@ -172,15 +173,32 @@ def show(state: CliState, ref: str | None, as_json: bool) -> None:
 @templates.command()
 @click.argument("ref")
 @click.option("--var", "variables", multiple=True, metavar="KEY=VALUE", help="A template variable.")
+@click.option(
+    "--json-var",
+    "json_variables",
+    multiple=True,
+    metavar="KEY=JSON",
+    help='A variable given as JSON (lists, objects): --json-var passages=\'[{"text": "..."}]\'.',
+)
 @pass_state
-def render(state: CliState, ref: str, variables: tuple[str, ...]) -> None:
-    """Render REF with --var KEY=VALUE for each declared variable."""
+def render(
+    state: CliState, ref: str, variables: tuple[str, ...], json_variables: tuple[str, ...]
+) -> None:
+    """Render REF with --var KEY=VALUE (or --json-var KEY=JSON) for each declared variable."""
     values: dict[str, object] = {}
     for item in variables:
         key, sep, value = item.partition("=")
         if not sep or not key:
             fail(f"--var expects KEY=VALUE, got {item!r}")
         values[key] = value
+    for item in json_variables:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            fail(f"--json-var expects KEY=JSON, got {item!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            fail(f"--json-var {key}: not JSON ({exc.msg} at character {exc.pos})")
 
     async def action(registry: Registry) -> None:
         artifact = await registry.resolve(ref)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from types import FrameType
 
 import click
+import msgspec
 
-from trivium.cli.context import CliState, open_templates, run_async
+from trivium.cli.config import UpSection, UpSettings
+from trivium.cli.context import CliState, fail, open_templates, run_async
 from trivium.cli.demo import seed_demo_templates
-from trivium.cli.supervisor import Child, Supervisor
+from trivium.cli.progress import Progress
+from trivium.cli.stack import STATE_FILE, StackState, read_live_state, remove_state
+from trivium.cli.supervisor import Backoff, Child, RedisUnit, Supervisor
+from trivium.cli.supervisor_metrics import SupervisorMetrics
+from trivium.common.logs import configure_logging
 from trivium.common.redis_server import EmbeddedRedis
 from trivium.gateway.config import GatewaySettings, RetrieverClientSection
 from trivium.model.config import ModelSettings
@@ -81,65 +89,167 @@ def _try_it(gateway_url: str) -> str:
     return "\n".join(lines)
 
 
+def _supervisor_for(state: CliState, section: UpSection, metrics: SupervisorMetrics) -> Supervisor:
+    backoff = Backoff(
+        section.restart_initial_backoff_s,
+        section.restart_max_backoff_s,
+        section.restart_reset_after_s,
+    )
+    return Supervisor(
+        state.config_file, backoff=backoff, start_timeout_s=section.start_timeout_s, metrics=metrics
+    )
+
+
+def _child(name: str, args: list[str], base_url: str) -> Child:
+    return Child(name, args, health_url=f"{base_url}/healthz", ready_url=f"{base_url}/readyz")
+
+
+class _Stack:
+    """The start-up phases of `trivium up`, in order, each timed on stderr."""
+
+    def __init__(self, state: CliState, supervisor: Supervisor, metrics_url: str | None) -> None:
+        self.state = state
+        self.supervisor = supervisor
+        self.progress = Progress()
+        self.gateway = state.settings(GatewaySettings)
+        self.model = state.settings(ModelSettings)
+        self.data_dir = self.gateway.data_dir.resolve()
+        self.model_url = f"http://{_local(self.model.model.host)}:{self.model.model.port}"
+        retriever = state.settings(RetrieverSettings).retriever
+        self.retriever_url = f"http://{_local(retriever.host)}:{retriever.port}"
+        self.gateway_url = f"http://{_local(self.gateway.gateway.host)}:{self.gateway.gateway.port}"
+        self.metrics_url = metrics_url
+        supervisor.set_env("TRIVIUM_DATA_DIR", str(self.data_dir))
+
+    def start_redis(self, services: dict[str, str]) -> StackState:
+        """The store (the embedded server, supervised, unless redis.url is set), the state
+        file, and the demo templates."""
+        with self.progress.phase("Redis") as phase:
+            redis_url = self.gateway.redis.url
+            if redis_url is None:
+                embedded = EmbeddedRedis(self.data_dir)
+                self.supervisor.start(RedisUnit(embedded))
+                redis_url = embedded.url
+                # Children connect to the supervised server; none starts one of its own.
+                self.supervisor.set_env("TRIVIUM_REDIS__URL", redis_url)
+            config_file = self.state.config_file
+            stack = StackState(
+                pid=os.getpid(),
+                phase="starting",
+                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                data_dir=str(self.data_dir),
+                config_file=str(config_file.resolve()) if config_file else None,
+                redis_url=redis_url,
+                redis_embedded=self.gateway.redis.url is None,
+                services=services,
+                supervisor_metrics=self.metrics_url,
+            )
+            stack.write()
+            phase.details.append(f"redis: {redis_url}")
+            settings = self.gateway.model_copy(
+                update={"redis": self.gateway.redis.model_copy(update={"url": redis_url})}
+            )
+
+            async def seed() -> list[str]:
+                async with open_templates(settings) as registry:
+                    return await seed_demo_templates(registry)
+
+            phase.details.append(f"templates: {', '.join(run_async(seed()))}")
+        return stack
+
+    def configure_gateway(self) -> None:
+        if self.gateway.gateway.policy_file is None:
+            policy_file = _write_demo_policy(self.data_dir, self.model_url)
+            self.supervisor.set_env("TRIVIUM_GATEWAY__POLICY_FILE", str(policy_file))
+            self.progress.note(f"policy: {policy_file} (the demo policy; edit it live)")
+        if self.gateway.gateway.retriever.url == RetrieverClientSection().url:
+            self.supervisor.set_env("TRIVIUM_GATEWAY__RETRIEVER__URL", self.retriever_url)
+
+    def start_model(self) -> None:
+        with self.progress.phase("demo model") as phase:
+            from trivium.model.demo import run_init_demo  # imported late: loads torch
+
+            phase.details.append(run_async(run_init_demo(self.model)).summary())
+        with self.progress.phase("model service") as phase:
+            self.supervisor.start(_child("model", ["model", "serve"], self.model_url))
+            phase.details.append(f"model service: {self.model_url}/v1 (OpenAI API)")
+
+    def start_retriever(self) -> None:
+        with self.progress.phase("retriever + ingest") as phase:
+            self.supervisor.start(_child("retriever", ["retriever", "serve"], self.retriever_url))
+            phase.details.append(_ingest_demo_knowledge(self.retriever_url))
+            phase.details.append(f"retriever: {self.retriever_url}/v1/collections")
+
+    def start_gateway(self) -> None:
+        with self.progress.phase("gateway") as phase:
+            self.supervisor.start(_child("gateway", ["gateway", "serve"], self.gateway_url))
+            phase.details.append(f"gateway: {self.gateway_url} (OpenAPI at /schema)")
+
+    def announce(self) -> None:
+        note = self.progress.note
+        note(f"ready in {self.progress.elapsed():.1f} s; Ctrl-C stops")
+        if self.metrics_url is not None:
+            note(f"supervisor metrics: {self.metrics_url}")
+        note(f"stack state: {self.data_dir / STATE_FILE}")
+        note(_try_it(self.gateway_url))
+
+
 @click.command()
 @click.option("--skip-model", is_flag=True, help="Run without the model service.")
 @click.option("--skip-retriever", is_flag=True, help="Run without the retriever.")
 @click.pass_obj
 def up(state: CliState, skip_model: bool, skip_retriever: bool) -> None:
     """Run the stack on embedded defaults: Redis, Qdrant's engine, the retriever, the model
-    service and the gateway.
+    service and the gateway, and keep it running.
 
     With no Redis URL configured, a real redis-server runs under data_dir. The first run
     builds the offline demo model and its triage adapter (`trivium model init-demo`); the
     retriever ingests this project's README.md and docs/ into the collection `docs`.
-    Ctrl-C stops everything cleanly.
+    A process that dies (Redis included) is logged and restarted with backoff; restarts are
+    counted at the supervisor's /metrics (`up.metrics_port`). `data_dir/stack.json` tells other
+    `trivium` commands where the stack runs. Ctrl-C stops everything cleanly.
     """
     # Ctrl-C or SIGTERM while starting up must still stop what was started, cleanly.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop_requested)
-    gateway = state.settings(GatewaySettings)
-    model = state.settings(ModelSettings)
-    embedded = EmbeddedRedis(gateway.data_dir) if gateway.redis.url is None else None
-    supervisor = Supervisor(state.config_file)
+    section = state.settings(UpSettings).up
+    configure_logging(state.settings(GatewaySettings).log, service="supervisor")
+    metrics = SupervisorMetrics()
+    metrics_url = None
+    if section.metrics_port:
+        try:
+            metrics_url = metrics.serve(section.metrics_host, section.metrics_port)
+        except OSError as exc:
+            fail(f"up.metrics_port {section.metrics_port}: cannot serve the metrics: {exc}")
+    supervisor = _supervisor_for(state, section, metrics)
+    stack = _Stack(state, supervisor, metrics_url)
+    running = read_live_state(stack.data_dir)
+    if running is not None:
+        metrics.close()
+        fail(f"a stack already runs from {stack.data_dir} (pid {running.pid}); stop it first")
+    services = {"gateway": stack.gateway_url}
+    if not skip_model:
+        services["model"] = stack.model_url
+    if not skip_retriever:
+        services["retriever"] = stack.retriever_url
     status = 1
     try:
-        if embedded is not None:
-            embedded.start()
-
-        async def seed() -> list[str]:
-            async with open_templates(gateway) as registry:
-                return await seed_demo_templates(registry)
-
-        click.echo(f"templates: {', '.join(run_async(seed()))}", err=True)
-        model_url = f"http://{_local(model.model.host)}:{model.model.port}"
-        retriever_section = state.settings(RetrieverSettings).retriever
-        retriever_url = f"http://{_local(retriever_section.host)}:{retriever_section.port}"
-        if gateway.gateway.policy_file is None:
-            policy_file = _write_demo_policy(gateway.data_dir, model_url)
-            supervisor.set_env("TRIVIUM_GATEWAY__POLICY_FILE", str(policy_file))
-            click.echo(f"policy: {policy_file} (the demo policy; edit it live)", err=True)
-        if gateway.gateway.retriever.url == RetrieverClientSection().url:
-            supervisor.set_env("TRIVIUM_GATEWAY__RETRIEVER__URL", retriever_url)
+        state_file = stack.start_redis(services)
+        stack.configure_gateway()
         if not skip_model:
-            from trivium.model.demo import run_init_demo  # imported late: loads torch
-
-            report = run_async(run_init_demo(model))
-            click.echo(f"model: {report.summary()}", err=True)
-            supervisor.start(Child("model service", ["model", "serve"], f"{model_url}/readyz"))
-            click.echo(f"model service: {model_url}/v1 (OpenAI API)", err=True)
+            stack.start_model()
         if not skip_retriever:
-            supervisor.start(Child("retriever", ["retriever", "serve"], f"{retriever_url}/readyz"))
-            click.echo(_ingest_demo_knowledge(retriever_url), err=True)
-            click.echo(f"retriever: {retriever_url}/v1/collections", err=True)
-        gateway_url = f"http://{_local(gateway.gateway.host)}:{gateway.gateway.port}"
-        supervisor.start(Child("gateway", ["gateway", "serve"], f"{gateway_url}/readyz"))
-        click.echo(f"gateway: {gateway_url} (OpenAPI at /schema); Ctrl-C stops", err=True)
-        click.echo(_try_it(gateway_url), err=True)
-        status = supervisor.wait()
+            stack.start_retriever()
+        stack.start_gateway()
+        msgspec.structs.replace(state_file, phase="running").write()
+        stack.announce()
+        status = supervisor.run()
     except _StopRequested:
         status = 0
+    except RuntimeError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
     finally:
         supervisor.stop_all()
-        if embedded is not None:
-            embedded.stop()
+        metrics.close()
+        remove_state(stack.data_dir, os.getpid())
     sys.exit(status)

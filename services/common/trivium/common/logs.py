@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -12,7 +14,7 @@ import msgspec
 
 from trivium.common.settings import LogSettings
 
-__all__ = ("REQUEST_ID", "JsonFormatter", "configure_logging")
+__all__ = ("REQUEST_ID", "JsonFormatter", "LogThrottle", "configure_logging")
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("trivium_request_id", default=None)
 
@@ -67,3 +69,50 @@ def configure_logging(settings: LogSettings, service: str) -> None:
         logger.propagate = True
     # One INFO line per outbound request (health polls, upstream calls) drowns the service's own.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+
+
+class LogThrottle:
+    """At most one log line per key per `interval_s`: a repeated failure on the request path
+    (Redis down, every request) logs once, then once per interval with `suppressed`, the
+    number of lines dropped since the last one written.
+
+    `throttle.warning("stats-summary", "stats window unreadable", extra={...})`. Keys are
+    the caller's (one per kind of failure, never per request). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def log(self, level: int, key: str, msg: str, *, extra: dict[str, Any] | None = None) -> bool:
+        """Log `msg` unless `key` logged within the interval; True when it was written."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval_s:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+        self.logger.log(level, msg, extra={**(extra or {}), "suppressed": suppressed})
+        return True
+
+    def warning(self, key: str, msg: str, *, extra: dict[str, Any] | None = None) -> bool:
+        return self.log(logging.WARNING, key, msg, extra=extra)
+
+    def reset(self, key: str) -> int:
+        """Forget `key` (its failure is over): the next line logs at once. Returns how many
+        lines were suppressed since the last one written."""
+        with self._lock:
+            self._last.pop(key, None)
+            return self._suppressed.pop(key, 0)

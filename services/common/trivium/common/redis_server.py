@@ -3,6 +3,10 @@
 Used two ways: as the embedded default store (a Unix socket and an append-only
 file under the data directory, shared by every Trivium process on the host),
 and by the tests as a private server on a free TCP port.
+
+A server that dies is noticed by whoever polls `reap_exit()` (which also reaps the process,
+so none is left a zombie); `trivium up` does, and starts it again from its append-only file
+on the same socket or port.
 """
 
 from __future__ import annotations
@@ -94,6 +98,28 @@ class RedisServerProcess:
             args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
         return args
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while this object runs it."""
+        return self._process.pid if self._process is not None else None
+
+    def reap_exit(self) -> int | None:
+        """The exit status if the server this object started has died, else None.
+
+        Reaps the process (no zombie is left), so a status is returned once; afterwards the
+        server counts as not started here and `start()` runs it again.
+        """
+        process = self._process
+        if process is None:
+            return None
+        status = process.poll()
+        if status is None:
+            return None
+        if process.stderr is not None:
+            process.stderr.close()
+        self._process = None
+        return status
+
     def start(self, timeout_s: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
@@ -106,6 +132,7 @@ class RedisServerProcess:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                self.reap_exit()
                 raise UnavailableError(
                     f"redis-server exited at start-up: {stderr or self._log_tail()}"
                 )
@@ -166,6 +193,26 @@ class EmbeddedRedis:
     def url(self) -> str:
         return self._server.url
 
+    @property
+    def owner(self) -> bool:
+        """This process started the server (and so stops it, and may restart it)."""
+        return self._owner
+
+    @property
+    def pid(self) -> int | None:
+        return self._server.pid
+
+    def running(self) -> bool:
+        """A server answers on this data directory's socket (started by any process)."""
+        return self._server.ping()
+
+    def reap_exit(self) -> int | None:
+        """The exit status once the server this process started has died (reaped), else None."""
+        status = self._server.reap_exit()
+        if status is not None:
+            self._owner = False
+        return status
+
     def _socket_path(self) -> Path:
         path = self.data_dir / "redis.sock"
         if len(str(path)) <= _MAX_UNIX_SOCKET_PATH:
@@ -173,14 +220,16 @@ class EmbeddedRedis:
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
         return Path(tempfile.gettempdir()) / f"trivium-redis-{digest}.sock"
 
-    def start(self) -> None:
-        """Connect to the server for this data directory, starting it if none runs."""
+    def start(self) -> bool:
+        """Connect to the server for this data directory, starting it if none runs (from its
+        append-only file, on the same socket). True when this call started it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._lock():
             if self._server.ping():
-                return
+                return False
             self._server.start()
             self._owner = True
+            return True
 
     def stop(self) -> None:
         """Shut the server down if this process started it and nobody else uses it."""

@@ -40,6 +40,8 @@ TOP_LEVEL_KEYS: tuple[str, ...] = (
     "gateway",
     "retriever",
     "model",
+    # `trivium up`'s supervisor: UpSettings (trivium.cli.config)
+    "up",
 )
 """The top-level keys of the config file. One file serves every process and each reads only
 its own settings class, so a key is known when ANY Trivium process reads it; a settings class
@@ -148,6 +150,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 SettingsT = TypeVar("SettingsT", bound=TriviumSettings)
 
 
-def load_settings(settings_cls: type[SettingsT], config_file: Path | None = None) -> SettingsT:
-    """Load a service's settings once, at start-up; validation errors name the field."""
-    return settings_cls(config_file=config_file)
+def load_settings(
+    settings_cls: type[SettingsT], config_file: Path | None = None, **overrides: Any
+) -> SettingsT:
+    """Load a service's settings once, at start-up; validation errors name the field.
+    `overrides` (command-line arguments) win over the environment and the file."""
+    return settings_cls(config_file=config_file, **overrides)

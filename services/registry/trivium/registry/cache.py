@@ -20,11 +20,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from trivium.common.aio import cancel_and_wait
+from trivium.common.logs import LogThrottle
 from trivium.registry.models import ArtifactVersion
 
 __all__ = ("InvalidationListener", "ResolveCache")
 
 log = logging.getLogger(__name__)
+
+LOG_INTERVAL_S = 30.0
 
 CACHE_REQUESTS = Counter(
     "trivium_registry_cache_requests_total",
@@ -55,6 +58,10 @@ class ResolveCache:
         else:
             self._hit.inc()
         return entry
+
+    def contains(self, key: str) -> bool:
+        """Whether `key` would be served from the cache (not counted as a hit or a miss)."""
+        return key in self._entries
 
     def generation(self) -> int:
         return self._generation
@@ -95,6 +102,8 @@ class InvalidationListener:
         self._retry_s = retry_s
         self._task: asyncio.Task[None] | None = None
         self._first_subscribe = asyncio.Event()
+        self._throttle = LogThrottle(log, LOG_INTERVAL_S)
+        self._lost = False
 
     async def start(self, wait_s: float = 2.0) -> None:
         """Start listening; wait briefly for the first subscription (Redis may be down)."""
@@ -116,8 +125,13 @@ class InvalidationListener:
                     if message is not None:
                         self._handle(message)
             except (RedisError, OSError) as exc:
-                if self._cache.subscribed:
-                    log.warning("registry invalidation feed lost", extra={"error": str(exc)})
+                # Retried every `retry_s` while Redis is down: one line per LOG_INTERVAL_S.
+                self._lost = True
+                self._throttle.warning(
+                    "feed",
+                    "registry invalidation feed down; label reads are not cached meanwhile",
+                    extra={"channel": self._channel, "error": str(exc)},
+                )
                 self._cache.subscribed = False
             finally:
                 with contextlib.suppress(RedisError, OSError):
@@ -131,6 +145,13 @@ class InvalidationListener:
             self._cache.invalidate_labels()
             self._cache.subscribed = True
             self._first_subscribe.set()
+            if self._lost:
+                self._lost = False
+                suppressed = self._throttle.reset("feed")
+                log.info(
+                    "registry invalidation feed back",
+                    extra={"channel": self._channel, "suppressed": suppressed},
+                )
             self._notify(None)
         elif kind == "message":
             data = message.get("data")

@@ -117,6 +117,10 @@ class Registry:
     def cache_subscribed(self) -> bool:
         return self._cache is not None and self._cache.subscribed
 
+    def is_cached(self, ref: str) -> bool:
+        """`resolve(ref)` would answer from this process's cache (so, while Redis is down)."""
+        return self._cache is not None and self._cache.contains(ref)
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())

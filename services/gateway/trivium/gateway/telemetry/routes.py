@@ -19,7 +19,11 @@ class StatsController(Controller):
     path = "/v1/stats"
     tags = ["stats"]
 
-    @get(summary="Count, error rate, P50/P95/P99 latency, mean cost and tokens per feature")
+    @get(
+        summary="Count, error rate, P50/P95/P99 latency, mean cost and tokens per feature",
+        description="503 `stats_unavailable` with Retry-After (`dependency: redis`) while the "
+        "shared window cannot be read; never a partial answer.",
+    )
     async def show(
         self,
         stats: NamedDependency[StatsRecorder],

@@ -11,6 +11,12 @@ with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum) and `
 `[a-z0-9-]`). A summary reads the window's slots in one pipeline and merges them, so the
 window is `window_s` rounded up to whole slots, and lags each process by up to `flush_s`.
 
+While Redis is down, `observe()` keeps buffering (bounded, see `MAX_BUFFERED`) and
+`summary()` raises `StatsUnavailableError`: `GET /v1/stats` answers 503 with Retry-After,
+naming the dependency, rather than a partial window from this replica alone that a
+dashboard could not tell from the whole. Failures are logged at most once per
+`LOG_INTERVAL_S` per kind (`LogThrottle`), with the number of lines suppressed.
+
 Latency buckets are log-spaced by a factor of 1.1 from 1 ms to 120 s; a percentile is the
 geometric middle of its bucket, so within that range its relative error is at most
 sqrt(1.1) - 1 < 5%. Below 1 ms reads as 1 ms, above 120 s as 120 s.
@@ -31,18 +37,24 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from trivium.common.aio import cancel_and_wait
+from trivium.common.errors import UnavailableError
+from trivium.common.logs import LogThrottle
 
 __all__ = (
     "LatencyMs",
     "RouteStats",
     "StatsRecorder",
     "StatsSummary",
+    "StatsUnavailableError",
     "WindowStats",
     "bucket_index",
     "bucket_value_ms",
 )
 
 log = logging.getLogger(__name__)
+
+LOG_INTERVAL_S = 30.0
+STATS_RETRY_AFTER_S = 2
 
 LOW_MS = 1.0
 HIGH_MS = 120_000.0
@@ -67,6 +79,11 @@ def bucket_value_ms(index: int) -> float:
     if index >= TOP_BUCKET:
         return HIGH_MS
     return min(LOW_MS * math.pow(RATIO, index - 0.5), HIGH_MS)
+
+
+class StatsUnavailableError(UnavailableError):
+    code = "stats_unavailable"
+    title = "Stats unavailable"
 
 
 class LatencyMs(msgspec.Struct, frozen=True):
@@ -167,6 +184,7 @@ class StatsRecorder:
         self._buffer: dict[_Key, _Acc] = {}
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._throttle = LogThrottle(log, LOG_INTERVAL_S)
 
     def observe(
         self,
@@ -221,13 +239,17 @@ class StatsRecorder:
             await pipe.execute()
         except (redis_errors.RedisError, OSError) as exc:
             self._keep(pending)
-            if not self._failing:
-                self._failing = True
-                log.warning("stats flush failed; buffering", extra={"error": repr(exc)})
+            self._failing = True
+            self._throttle.warning(
+                "flush",
+                "stats flush failed; buffering",
+                extra={"error": repr(exc), "buffered": len(self._buffer)},
+            )
             return
         if self._failing:
             self._failing = False
-            log.info("stats flush recovered")
+            suppressed = self._throttle.reset("flush")
+            log.info("stats flush recovered", extra={"suppressed": suppressed})
 
     def _keep(self, pending: dict[_Key, _Acc]) -> None:
         """Merge unsent entries back, dropping those already out of the window or over the cap."""
@@ -252,7 +274,16 @@ class StatsRecorder:
         pipe = self.client.pipeline(transaction=False)
         for slot in slots:
             pipe.hgetall(self._slot_key(slot))
-        hashes: list[dict[bytes, bytes]] = await pipe.execute()
+        try:
+            hashes: list[dict[bytes, bytes]] = await pipe.execute()
+        except (redis_errors.RedisError, OSError) as exc:
+            self._throttle.warning("summary", "stats window unreadable", extra={"error": repr(exc)})
+            raise StatsUnavailableError(
+                "the stats window is kept in Redis, which does not answer; retry shortly",
+                retry_after_s=STATS_RETRY_AFTER_S,
+                extra={"dependency": "redis"},
+            ) from exc
+        self._throttle.reset("summary")
         merged: dict[tuple[str, str, str], _Acc] = {}
         for fields in hashes:
             for raw_field, raw_value in fields.items():
