@@ -11,12 +11,15 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from trivium.common.logs import LogThrottle
 from trivium.gateway.invoke.schemas import InvokeResponse, Timings, Usage
 from trivium.gateway.telemetry.metrics import KpiRecorder
 
 __all__ = ("ResponseCache", "cache_key")
 
 log = logging.getLogger(__name__)
+LOG_INTERVAL_S = 30.0
+"""While Redis is down every cached request fails its lookup: one warning per interval."""
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(InvokeResponse)
 
@@ -49,6 +52,7 @@ class ResponseCache:
         self._client = client
         self._max_entry_bytes = max_entry_bytes
         self._kpis = kpis
+        self._throttle = LogThrottle(log, LOG_INTERVAL_S)
 
     async def lookup(
         self, feature: str, key: str, request_id: str, started: float
@@ -58,7 +62,9 @@ class ResponseCache:
         try:
             raw = await self._client.get(key)
         except RedisError as exc:
-            log.warning("response cache read failed", extra={"error": str(exc)})
+            self._throttle.warning(
+                "cache-read", "response cache read failed", extra={"error": str(exc)}
+            )
             self._kpis.cache(feature, "error")
             return None
         self._kpis.stage(feature, "cache", time.perf_counter() - began)
@@ -86,7 +92,9 @@ class ResponseCache:
         try:
             await self._client.set(key, value, ex=ttl_s)
         except RedisError as exc:
-            log.warning("response cache write failed", extra={"error": str(exc)})
+            self._throttle.warning(
+                "cache-write", "response cache write failed", extra={"error": str(exc)}
+            )
             self._kpis.cache(feature, "error")
             return
         self._kpis.cache(feature, "store")
