@@ -9,67 +9,20 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import TRIVIUM, trivium_env
+from tests.support.processes import children, eventually, is_zombie_or_gone, metric
 from trivium.cli.stack import StackState, read_live_state
 from trivium.common.redis_server import EmbeddedRedis, free_tcp_port
 
-T = TypeVar("T")
 BACKOFF_S = 3.0
-
-
-def eventually(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def children(parent: int, needle: str) -> list[int]:
-    """Pids of `parent`'s child processes whose command line contains `needle`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        if ppid == parent and needle in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-def is_zombie_or_gone(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return "gone"
-    return "zombie" if stat.rpartition(")")[2].split()[0] == "Z" else "running"
-
-
-def metric(metrics_url: str, name: str, service: str) -> float | None:
-    try:
-        text = httpx.get(metrics_url, timeout=2).text
-    except httpx.TransportError:
-        return None
-    prefix = f'{name}{{service="{service}"}} '
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
-    return None
 
 
 def supervisor_lines(log: Path) -> list[dict[str, Any]]:

@@ -10,6 +10,13 @@ __all__ = ("UpSection", "UpSettings")
 
 
 class UpSection(Section):
+    demo_model: bool = Field(
+        default=True,
+        description=(
+            "Build the offline demo base model and its triage adapter when missing; false: "
+            "serve model.transformers.base_model_dir as it is (your own model)."
+        ),
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(
         default=8100,

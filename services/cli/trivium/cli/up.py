@@ -113,6 +113,7 @@ class _Stack:
         self.progress = Progress()
         self.gateway = state.settings(GatewaySettings)
         self.model = state.settings(ModelSettings)
+        self.up = state.settings(UpSettings).up
         self.data_dir = self.gateway.data_dir.resolve()
         self.model_url = f"http://{_local(self.model.model.host)}:{self.model.model.port}"
         retriever = state.settings(RetrieverSettings).retriever
@@ -166,10 +167,16 @@ class _Stack:
             self.supervisor.set_env("TRIVIUM_GATEWAY__RETRIEVER__URL", self.retriever_url)
 
     def start_model(self) -> None:
-        with self.progress.phase("demo model") as phase:
-            from trivium.model.demo import run_init_demo  # imported late: loads torch
+        if self.up.demo_model:
+            with self.progress.phase("demo model") as phase:
+                from trivium.model.demo import run_init_demo  # imported late: loads torch
 
-            phase.details.append(run_async(run_init_demo(self.model)).summary())
+                phase.details.append(run_async(run_init_demo(self.model)).summary())
+        elif not (self.model.base_model_dir / "config.json").is_file():
+            raise RuntimeError(
+                f"up.demo_model is off and {self.model.base_model_dir} holds no model "
+                "(config.json): set model.transformers.base_model_dir"
+            )
         with self.progress.phase("model service") as phase:
             self.supervisor.start(_child("model", ["model", "serve"], self.model_url))
             phase.details.append(f"model service: {self.model_url}/v1 (OpenAI API)")
