@@ -77,6 +77,7 @@ upstreams:
     price: {{gpu_hour_usd: 3.6, tokens_per_hour: 3600000}}
   dead: {{url: "{dead}", model: gone, connect_timeout_s: 0.5}}
   gone: {{url: "{dead}", model: gone-too, connect_timeout_s: 0.5}}
+  vanished: {{url: "{dead}", model: gone-three, connect_timeout_s: 0.5}}
   slow: {{url: "{slow}", model: slow-model}}
 features:
   copy:
@@ -113,7 +114,7 @@ features:
   kb-verbatim:
     route: rag
     template: answer@production
-    upstream: dead
+    upstream: vanished
     retrieval: {{collection: kb, k: 2, mode: hybrid, min_groundedness: 0.5}}
     limits: {{max_tokens: 60}}
     fallback: [extractive]

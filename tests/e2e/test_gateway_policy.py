@@ -79,6 +79,7 @@ def test_get_policy_shows_the_validated_policy(http: httpx.Client, policy_file: 
         "ticket-triage",
         "policy-qa",
         "triage-with-context",
+        "policy-quotes",
     }
     kb = body["features"]["support-kb"]
     assert kb["route"] == "rag"

@@ -113,6 +113,7 @@ def openai_error_of(response: Any, status: int) -> dict[str, Any]:
             "unknown field `at`",
         ),
         ({"input": {"question": 3}}, "input.question", "Expected `str`, got `int`"),
+        ({}, "input", "missing required field `input`"),
     ],
 )
 def test_a_body_that_does_not_decode_names_the_field(

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 INTERNAL_ERROR_DETAIL = "internal error; see the service log for this request id"
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
 _BODY_KEY = "data"  # Litestar's key for an error in the request body as a whole
 _HTTP_CODES = {
     401: "unauthorized",
@@ -102,7 +103,7 @@ def _from_validation(exc: ValidationException) -> Problem:
 
 
 def _offending_field(detail: str, keys: list[str]) -> str | None:
-    unknown = _UNKNOWN_FIELD.search(detail)
+    unknown = _UNKNOWN_FIELD.search(detail) or _MISSING_FIELD.search(detail)
     if unknown is None:
         return keys[0] if keys else None
     name, at = unknown.groups()
