@@ -2,13 +2,15 @@
 
 A dashboard that looks right but queries nothing is the failure this module exists to catch.
 It starts a gateway (prompt, rag with groundedness, a cached feature, a fallback, a shadow, a
-feature with no fallback on a dead upstream, a feature on the model service), the real
-retriever, the real model service with the tiny GPT-2 of the `tiny` fixture, two OpenAI-protocol
-upstreams, and the Debian `prometheus` (tests/support/prometheus_server.py finds or installs
-it, and fails loudly when it cannot) scraping all three services every second with
-deploy/prometheus/trivium-alerts.yaml loaded. It drives the traffic in two rounds a scrape
-apart (so that every counter has moved between two samples and every rate is non-zero), with
-upstream failures, an open circuit, cache hits and a rejected policy reload, then evaluates:
+feature with no fallback on a dead upstream, a feature on the model service, a feature on an
+upstream that pushes back), the real retriever, the real model service with the tiny GPT-2 of
+the `tiny` fixture, three OpenAI-protocol upstreams, and the Debian `prometheus`
+(tests/support/prometheus_server.py finds or installs it, and fails loudly when it cannot)
+scraping all three services every second with deploy/prometheus/trivium-alerts.yaml loaded. It
+drives the traffic in two rounds a scrape apart (so that every counter has moved between two
+samples and every rate is non-zero), with upstream failures, an open circuit, an upstream
+answering 503 and 429 (its concurrency limit shrinks) and calls shed at that limit, cache hits
+and a rejected policy reload, then evaluates:
 
 * every target of every panel of deploy/grafana/trivium-overview.json, with the dashboard's
   variables substituted ($feature and $route = All): each must succeed and return at least
@@ -18,7 +20,9 @@ upstream failures, an open circuit, cache hits and a rejected policy reload, the
 * every alert expression: it must parse, and each operand of its threshold comparisons and
   `and`/`or` must return data (the comparisons themselves are expected to be empty);
 * /api/v1/rules: every group loaded, every rule health "ok"; and the two alerts the traffic
-  must trigger (reload failure, open circuit) are active.
+  must trigger (reload failure, open circuit) are active;
+* the upstream signals: the pushing-back upstream's sheds, 503s and 429s are counted, its
+  limit has shrunk and its circuit stayed closed.
 
 No panel or rule is exempt.
 """
@@ -122,7 +126,7 @@ ROUTE_METRICS = {
 UNLABELLED_RECORDS = {"trivium:cost_budget_usd_per_hour:default"}
 
 
-def policy_yaml(hosted: str, backup: str, model: str, dead: str) -> str:
+def policy_yaml(hosted: str, backup: str, busy: str, model: str, dead: str) -> str:
     return f"""
 version: 3
 upstreams:
@@ -133,6 +137,10 @@ upstreams:
   backup:
     url: "{backup}"
     model: backup-model
+    price: {{prompt_per_1k: 0.5, completion_per_1k: 1.0}}
+  busy:
+    url: "{busy}"
+    model: busy-model
     price: {{prompt_per_1k: 0.5, completion_per_1k: 1.0}}
   local:
     url: "{model}/v1"
@@ -176,6 +184,12 @@ features:
     route: prompt
     template: ask@production
     upstream: gone
+  queued:
+    route: prompt
+    template: ask@production
+    upstream: busy
+    variants: {{main: {{weight: 1}}, spare: {{weight: 0, upstream: backup}}}}
+    fallback: [spare]
 """
 
 
@@ -187,6 +201,7 @@ class Stack:
     prometheus: PrometheusServer
     binaries: PrometheusBinaries
     policy_file: Path
+    busy: OpenAIUpstream
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.gateway.base_url, timeout=30)
@@ -221,6 +236,7 @@ def stack(
     with ExitStack() as stack:
         hosted = stack.enter_context(OpenAIUpstream(model="hosted-model", record=False))
         backup = stack.enter_context(OpenAIUpstream(model="backup-model", record=False))
+        busy = stack.enter_context(OpenAIUpstream(model="busy-model", record=False))
         # The two slow starters (torch + the tiny model, the embedder) side by side.
         with ThreadPoolExecutor(2) as pool:
             model_start = pool.submit(
@@ -230,7 +246,7 @@ def stack(
             model = stack.enter_context(running(model_start.result()))
             retriever = stack.enter_context(running(retriever_start.result()))
         seed_collection(retriever, "kb", KB)
-        policy_file.write_text(policy_yaml(hosted.url, backup.url, model.base_url, dead))
+        policy_file.write_text(policy_yaml(hosted.url, backup.url, busy.url, model.base_url, dead))
         gateway_env = trivium_env(
             gateway_tmp,
             redis_server.url,
@@ -242,6 +258,9 @@ def stack(
             TRIVIUM_GATEWAY__UPSTREAM__MAX_RETRIES="0",
             TRIVIUM_GATEWAY__UPSTREAM__BREAKER_FAILURES="2",
             TRIVIUM_GATEWAY__UPSTREAM__BREAKER_OPEN_S="120",
+            # One 503 or 429 cuts a limit to a tenth: two take `busy` from 32 to 1.
+            TRIVIUM_GATEWAY__UPSTREAM__CONCURRENCY_MIN="1",
+            TRIVIUM_GATEWAY__UPSTREAM__CONCURRENCY_DECREASE_RATIO="0.1",
         )
         gateway = stack.enter_context(running(start_gateway(gateway_tmp, gateway_env)))
         with gateway.client() as http:
@@ -260,7 +279,7 @@ def stack(
                 interval_s=1.0,
             )
         )
-        yield Stack(gateway, retriever, model, prometheus, binaries, policy_file)
+        yield Stack(gateway, retriever, model, prometheus, binaries, policy_file, busy)
 
 
 def invoke(http: httpx.Client, feature: str, question: str) -> httpx.Response:
@@ -290,6 +309,7 @@ def drive_round(stack: Stack, round_no: int) -> None:
             assert body["fallback"]["from"] == "prompt", body
         for _ in range(3):
             assert invoke(http, "lonely", "anyone?").status_code == 503
+        push_back_then_shed(stack, http)
         # A rejected policy file: the old one keeps serving (and the reload is counted).
         good = stack.policy_file.read_text()
         stack.policy_file.write_text(good.replace("route: rag", "route: telepathy", 1))
@@ -298,6 +318,25 @@ def drive_round(stack: Stack, round_no: int) -> None:
         finally:
             stack.policy_file.write_text(good)
         assert http.post("/v1/policy:reload", headers=ADMIN).status_code == 200
+
+
+def push_back_then_shed(stack: Stack, http: httpx.Client) -> None:
+    """`busy` answers 503 "queue full", then 429, each with Retry-After: its concurrency limit
+    falls to 1 and its circuit stays closed. Then three calls at once against its slow answer:
+    one is admitted, two are shed (overloaded). Every refused call falls back to `backup`."""
+    stack.busy.fail_next(1, status=503, retry_after=1)
+    stack.busy.fail_next(1, status=429, retry_after=1)
+    reasons = [invoke(http, "queued", f"room {i}?").json()["fallback"]["reason"] for i in (1, 2)]
+    assert reasons == ["backpressure", "rate_limited"], reasons
+    stack.busy.delay_s = 1.0
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda i: invoke(http, "queued", f"at once {i}"), range(3)))
+    finally:
+        stack.busy.delay_s = 0.0
+    assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+    fallbacks = sorted(str((a.json().get("fallback") or {}).get("reason")) for a in answers)
+    assert fallbacks == ["None", "overloaded", "overloaded"], fallbacks
 
 
 @pytest.fixture(scope="module")
@@ -479,6 +518,8 @@ def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
         "TriviumCostOverBudget",
         "TriviumPolicyReloadFailed",
         "TriviumUpstreamCircuitOpen",
+        "TriviumUpstreamShedding",
+        "TriviumRetrieverCircuitOpen",
     ):
         assert expected in names
     for alert in alerts:
@@ -558,7 +599,7 @@ def test_every_dashboard_query_returns_data(driven: Stack) -> None:
     assert not failures, f"{len(failures)} of {count} dashboard queries failed:\n" + "\n".join(
         failures
     )
-    assert count >= 40
+    assert count >= 44
 
 
 def test_every_dashboard_variable_lists_values(driven: Stack) -> None:
@@ -624,5 +665,34 @@ def test_the_traffic_triggers_the_reload_failure_and_open_circuit_alerts(driven:
             break
         assert time.monotonic() < deadline, f"active alerts: {active}, wanted {wanted}"
         time.sleep(0.5)
-    # Nothing fired that the traffic does not explain: the hosted upstreams never failed.
+    # Nothing fired that the traffic does not explain: the hosted upstreams never failed, and
+    # `busy` only pushed back, which never opens a circuit.
     assert not {a for a in active if a[0] == "TriviumUpstreamCircuitOpen"} - wanted
+    assert ("TriviumRetrieverCircuitOpen", None) not in active
+
+
+def _by_label(prometheus: PrometheusServer, expr: str, label: str) -> dict[str, float]:
+    samples = assert_has_data(prometheus, expr, expr)
+    return {s["metric"][label]: float(s["value"][1]) for s in samples}
+
+
+def test_the_upstream_signals_show_push_back_and_sheds(driven: Stack) -> None:
+    """What the Upstreams row and TriviumUpstreamShedding read, after two rounds of
+    `push_back_then_shed`: counted by kind, the limit cut, the circuit closed."""
+    prometheus = driven.prometheus
+    kinds = _by_label(prometheus, 'trivium_upstream_errors_total{upstream="busy"}', "kind")
+    assert kinds["backpressure"] == 2, kinds
+    assert kinds["rate_limited"] == 2, kinds
+    assert kinds["overloaded"] == 4, kinds
+    assert kinds["circuit_open"] == 0, kinds
+    limits = _by_label(prometheus, "trivium_upstream_concurrency_limit", "upstream")
+    assert limits["hosted"] == 32, limits  # concurrency_initial: it never pushed back
+    assert limits["busy"] < 32, limits
+    in_flight = _by_label(prometheus, "trivium_upstream_in_flight", "upstream")
+    assert in_flight["busy"] == 0, in_flight
+    circuits = _by_label(prometheus, "trivium_upstream_circuit_state", "upstream")
+    assert circuits["busy"] == 0, circuits
+    shed = _by_label(prometheus, "trivium:upstream_shed_ratio:rate5m", "upstream")
+    assert shed["busy"] > 0, shed
+    retriever = assert_has_data(prometheus, "trivium_retriever_client_circuit_state", "retriever")
+    assert [float(s["value"][1]) for s in retriever] == [0.0]
