@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -222,3 +223,21 @@ def test_up_runs_the_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert not EmbeddedRedis(tmp_path)._server.ping(), "up left the embedded Redis running"
+
+
+def test_up_refuses_a_port_another_process_holds(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = trivium_env(
+            tmp_path,
+            None,
+            TRIVIUM_GATEWAY__PORT=str(port),
+            TRIVIUM_UP__METRICS_PORT=str(free_tcp_port()),
+        )
+        result = run_trivium(env, "up", "--skip-model", "--skip-retriever")
+    assert result.returncode == 1, result.stderr
+    assert f"in use by another process: gateway.port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "stack.json").exists()

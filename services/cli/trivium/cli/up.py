@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from datetime import UTC, datetime
 from importlib import resources
@@ -35,6 +36,23 @@ class _StopRequested(Exception):  # noqa: N818 - a request, not an error
 
 def _stop_requested(signum: int, frame: FrameType | None) -> None:
     raise _StopRequested(signum)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something already answers on host:port (another stack, a stray process)."""
+    try:
+        with socket.create_connection((_local(host), port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def busy_ports(wanted: dict[str, tuple[str, int]]) -> list[str]:
+    """The settings whose port another process holds, e.g. `retriever.port 8200`: `up` would
+    otherwise find that process healthy and take it for its own child."""
+    return [
+        f"{setting} {port}" for setting, (host, port) in wanted.items() if _port_taken(host, port)
+    ]
 
 
 def _local(host: str) -> str:
@@ -121,6 +139,15 @@ class _Stack:
         self.gateway_url = f"http://{_local(self.gateway.gateway.host)}:{self.gateway.gateway.port}"
         self.metrics_url = metrics_url
         supervisor.set_env("TRIVIUM_DATA_DIR", str(self.data_dir))
+
+    def ports_in_use(self, skip_model: bool, skip_retriever: bool) -> list[str]:
+        wanted = {"gateway.port": (self.gateway.gateway.host, self.gateway.gateway.port)}
+        if not skip_model:
+            wanted["model.port"] = (self.model.model.host, self.model.model.port)
+        if not skip_retriever:
+            retriever = self.state.settings(RetrieverSettings).retriever
+            wanted["retriever.port"] = (retriever.host, retriever.port)
+        return busy_ports(wanted)
 
     def start_redis(self, services: dict[str, str]) -> StackState:
         """The store (the embedded server, supervised, unless redis.url is set), the state
@@ -234,6 +261,13 @@ def up(state: CliState, skip_model: bool, skip_retriever: bool) -> None:
     if running is not None:
         metrics.close()
         fail(f"a stack already runs from {stack.data_dir} (pid {running.pid}); stop it first")
+    taken = stack.ports_in_use(skip_model, skip_retriever)
+    if taken:
+        metrics.close()
+        fail(
+            f"in use by another process: {', '.join(taken)}; stop it, or set another port "
+            "(e.g. TRIVIUM_RETRIEVER__PORT)"
+        )
     services = {"gateway": stack.gateway_url}
     if not skip_model:
         services["model"] = stack.model_url
