@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-from trivium.common.contracts.retriever import SearchHit, SearchScores
+from tests.support.search_hits import hit
 from trivium.gateway.invoke.extractive import NO_PASSAGE, extractive_answer
-
-
-def hit(text: str, doc_id: str = "d") -> SearchHit:
-    return SearchHit(
-        chunk_id=f"{doc_id}-0",
-        doc_id=doc_id,
-        chunk_index=0,
-        start=0,
-        end=len(text),
-        text=text,
-        title=doc_id,
-        source=f"kb/{doc_id}.md",
-        metadata={},
-        scores=SearchScores(fused=0.5),
-        score=0.5,
-    )
 
 
 def test_passages_are_numbered_in_rank_order_with_whitespace_collapsed() -> None:

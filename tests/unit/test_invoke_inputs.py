@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from trivium.common.contracts.retriever import SearchHit, SearchScores
+from tests.support.search_hits import hit
 from trivium.common.errors import InvalidInputError, PayloadTooLargeError
 from trivium.gateway.invoke.errors import InputTooLargeError
 from trivium.gateway.invoke.inputs import (
@@ -23,22 +23,6 @@ from trivium.gateway.invoke.schemas import InvokeRequest, Message
 
 def chat(*turns: tuple[str, str]) -> InvokeRequest:
     return InvokeRequest(messages=[Message(role, content) for role, content in turns])  # type: ignore[arg-type]
-
-
-def hit(text: str, doc_id: str = "d") -> SearchHit:
-    return SearchHit(
-        chunk_id=f"{doc_id}-0",
-        doc_id=doc_id,
-        chunk_index=0,
-        start=0,
-        end=len(text),
-        text=text,
-        title=doc_id.title(),
-        source=f"kb/{doc_id}.md",
-        metadata={},
-        scores=SearchScores(fused=0.5),
-        score=0.5,
-    )
 
 
 # -- check_request -----------------------------------------------------------------------
