@@ -67,7 +67,6 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or GatewaySettings()
     section = settings.gateway
     check_exposure(section)
-    pepper = load_pepper(section.auth.pepper, settings.data_dir)
     policy_holder = PolicyHolder(section.policy_file, section.policy_poll_s)
     renderer = TemplateRenderer()
     admission = Admission(section.max_in_flight, section.overload_retry_after_s, KPI)
@@ -95,7 +94,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 flush_s=section.stats.flush_s,
             )
             shadows = ShadowRunner(client, prefix, KPI)
-            key_store = KeyStore(client, prefix, pepper)
+            key_store = KeyStore(
+                client, prefix, load_pepper(section.auth.pepper, settings.data_dir)
+            )
             key_cache = KeyCache(key_store, section.auth.key_cache_entries)
             key_listener = InvalidationListener(client, key_store.channel, key_cache)
             authenticator = Authenticator(section.auth.mode, key_cache, section.admin_tokens)
