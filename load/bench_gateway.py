@@ -2,7 +2,7 @@
 
     .venv/bin/python load/bench_gateway.py overhead [--concurrency 1,8,32] [--requests 3000]
         [--warmup 300] [--delay-ms 20] [--repeat 2] [--path invoke|openai]
-        [--log-level WARNING|INFO] [--profile-gateway OUT.prof]
+        [--log-level WARNING|INFO] [--profile-gateway OUT.prof] [--key]
     .venv/bin/python load/bench_gateway.py soak [--requests 100000] [--concurrency 16]
 
 `overhead` starts, each in its own process: a fast OpenAI-compatible upstream with a fixed
@@ -14,6 +14,13 @@ directly, the proxy and the gateway. Per cell it prints latency percentiles, the
 added over the direct call of the same round, the server's CPU per request (utime+stime
 from /proc over the measured phase) and its peak RSS (VmHWM). The gateway's embedded Redis
 is a separate process; its CPU per request is shown on its own.
+
+With `--key` the gateway runs with caller auth on (`auth.mode: keys`) and every gateway
+request carries an API key with generous limits and budgets (rpm, tpm, USD per day and
+month), so each request pays for authentication and one limiter script; the run ends with
+the Redis commands per gateway request (limiter scripts, key reads). Without it the gateway
+runs in `auth.mode: open`. Compare the gateway's cpu/req of the two runs for the cost of
+auth + limits.
 
 `soak` drives N requests through the gateway (upstream delay 0-1 ms) and reports the
 gateway's VmRSS after warm-up, at every 10 %, and at the end.
@@ -272,9 +279,14 @@ wall clock charges other processes' time slices to whatever call was running."""
 
 
 def start_gateway(
-    tmp: Path, upstream: Server, log_level: str, profile: Path | None = None
-) -> Server:
-    """`trivium gateway serve` on an embedded Redis, one feature, its template published."""
+    tmp: Path,
+    upstream: Server,
+    log_level: str,
+    profile: Path | None = None,
+    with_key: bool = False,
+) -> tuple[Server, str | None]:
+    """`trivium gateway serve` on an embedded Redis, one feature, its template published;
+    with `with_key`, auth on and an API key for the load (returned)."""
     port = free_tcp_port()
     policy = tmp / "policy.yaml"
     policy.write_text(
@@ -300,6 +312,7 @@ features:
         TRIVIUM_GATEWAY__POLICY_FILE=str(policy),
         TRIVIUM_GATEWAY__ADMIN_TOKENS=json.dumps({"bench": ADMIN_TOKEN}),
         TRIVIUM_LOG__LEVEL=log_level,
+        TRIVIUM_GATEWAY__AUTH__MODE="keys" if with_key else "open",
     )
     if profile is None:
         command = [str(TRIVIUM), "gateway", "serve"]
@@ -308,7 +321,44 @@ features:
     server = spawn("gateway", command, env, tmp, f"http://127.0.0.1:{port}")
     wait_healthy(server, "/readyz")
     asyncio.run(publish_template(server.url))
-    return server
+    key = asyncio.run(create_key(server.url)) if with_key else None
+    return server, key
+
+
+async def create_key(base: str) -> str:
+    """A key whose limits the benchmark never reaches: every request runs the limiter script."""
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    spec = {
+        "name": "bench",
+        "owner": "bench",
+        "features": [FEATURE],
+        "rpm": 10_000_000,
+        "tpm": 1_000_000_000,
+        "budget_usd_day": 1e6,
+        "budget_usd_month": 1e7,
+    }
+    async with (
+        aiohttp.ClientSession(base_url=base, headers=headers) as http,
+        http.post("/v1/keys", json=spec) as r,
+    ):
+        if r.status != 201:
+            raise RuntimeError(f"creating the key: {r.status} {await r.text()}")
+        key: str = (await r.json())["key"]
+        return key
+
+
+def redis_command_calls(data_dir: Path) -> dict[str, int]:
+    """Calls per command on the gateway's embedded Redis (INFO commandstats)."""
+    import redis as sync_redis
+
+    from trivium.common.redis_server import EmbeddedRedis
+
+    client = sync_redis.Redis.from_url(EmbeddedRedis(data_dir).url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
 async def publish_template(base: str) -> None:
@@ -348,9 +398,12 @@ def stopping() -> Iterator[None]:
 class Request:
     url: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
 
 
-def requests_for(servers: dict[str, Server], path: str) -> dict[str, Request]:
+def requests_for(
+    servers: dict[str, Server], path: str, key: str | None = None
+) -> dict[str, Request]:
     prompt = TEMPLATE[0].replace("{{ question }}", QUESTION)
     chat = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": 256}
     direct = _encode(chat)
@@ -362,6 +415,8 @@ def requests_for(servers: dict[str, Server], path: str) -> dict[str, Request]:
     else:  # the OpenAI route: `model` names the feature, `input` fills the template
         body = {**chat, "model": FEATURE, "input": {"question": QUESTION}}
         gateway = Request(f"{servers['gateway'].url}/v1/chat/completions", _encode(body))
+    if key is not None:
+        gateway.headers = {**gateway.headers, "Authorization": f"Bearer {key}"}
     return {
         "direct": Request(f"{servers['upstream'].url}/v1/chat/completions", direct),
         "proxy": Request(f"{servers['proxy'].url}/v1/chat/completions", direct),
@@ -387,7 +442,7 @@ async def drive(
     """`n` requests from `concurrency` closed-loop workers."""
     load = Load()
     remaining = n
-    headers = {"Content-Type": "application/json"}
+    headers = request.headers
 
     async def worker() -> None:
         nonlocal remaining
@@ -548,9 +603,10 @@ def overhead(args: argparse.Namespace) -> None:
         upstream = start_upstream(tmp, args.delay_ms)
         proxy = start_proxy(tmp, upstream)
         profile = Path(args.profile_gateway).resolve() if args.profile_gateway else None
-        gateway = start_gateway(tmp, upstream, args.log_level, profile)
+        gateway, key = start_gateway(tmp, upstream, args.log_level, profile, args.key)
         by_name = {"upstream": upstream, "proxy": proxy, "gateway": gateway}
-        calls = requests_for(by_name, args.path)
+        calls = requests_for(by_name, args.path, key)
+        redis_before = redis_command_calls(tmp / "gateway-data")
         measured: dict[str, Server | None] = {"direct": None, "proxy": proxy, "gateway": gateway}
         print(
             "latencies in ms; +p50/+p99: added over `direct` in the same round and concurrency; "
@@ -584,6 +640,9 @@ def overhead(args: argparse.Namespace) -> None:
                     cells.append(cell)
                     print(row(cell), flush=True)
         gateway_rss = mib(status_kib(gateway.pid, "VmRSS"))
+        redis_after = redis_command_calls(tmp / "gateway-data")
+    gateway_requests = sum(c.requests + args.warmup for c in cells if c.target == "gateway")
+    report_redis_calls(redis_before, redis_after, gateway_requests, args.key)
     summary = {
         (c, t): median_cell([x for x in cells if x.concurrency == c and x.target == t])
         for c in concurrencies
@@ -596,6 +655,22 @@ def overhead(args: argparse.Namespace) -> None:
             print(row(cell, "med"))
     print(f"\ngateway VmRSS at the end: {gateway_rss:.1f} MiB")
     verdict(summary, concurrencies, gateway_rss)
+
+
+def report_redis_calls(
+    before: dict[str, int], after: dict[str, int], requests: int, with_key: bool
+) -> None:
+    """Redis commands per gateway request: the limiter's script and key reads with --key."""
+    delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
+    reads = delta.get("get", 0)
+    others = sum(delta.values()) - scripts - reads - delta.get("info", 0)
+    print(
+        f"\nRedis, per gateway request ({requests} requests, "
+        f"auth {'keys' if with_key else 'open'}):"
+        f" limiter scripts {scripts / requests:.3f}, key reads {reads / requests:.4f}, "
+        f"other commands {others / requests:.3f} (stats flushes, pipelined once a second)"
+    )
 
 
 def verdict(summary: dict[tuple[int, str], Cell], concurrencies: list[int], rss: float) -> None:
@@ -643,7 +718,7 @@ def soak(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name, stopping():
         tmp = Path(tmp_name)
         upstream = start_upstream(tmp, args.delay_ms, args.jitter_ms)
-        gateway = start_gateway(tmp, upstream, args.log_level)
+        gateway, _ = start_gateway(tmp, upstream, args.log_level)
         calls = requests_for(
             {"upstream": upstream, "proxy": upstream, "gateway": gateway}, args.path
         )
@@ -717,6 +792,11 @@ def main() -> None:
     over.add_argument("--path", choices=("invoke", "openai"), default="invoke")
     over.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING"), default="WARNING")
     over.add_argument("--profile-gateway", metavar="OUT", help="run the gateway under cProfile")
+    over.add_argument(
+        "--key",
+        action="store_true",
+        help="auth on: every gateway request carries an API key with generous limits",
+    )
 
     soaking = commands.add_parser("soak", help="gateway RSS over many requests")
     soaking.add_argument("--requests", type=int, default=100_000)
