@@ -18,8 +18,9 @@ is a separate process; its CPU per request is shown on its own.
 With `--key` the gateway runs with caller auth on (`auth.mode: keys`) and every gateway
 request carries an API key with generous limits and budgets (rpm, tpm, USD per day and
 month), so each request pays for authentication and one limiter script; the run ends with
-the Redis commands per gateway request (limiter scripts, key reads). Without it the gateway
-runs in `auth.mode: open`. Compare the gateway's cpu/req of the two runs for the cost of
+the Redis commands the gateway sends per request, from MONITOR over 500 sequential requests
+(limiter scripts, key reads, the rest; commands inside scripts are not round trips).
+Without it the gateway runs in `auth.mode: open`. Compare the gateway's cpu/req of the two runs for the cost of
 auth + limits.
 
 `soak` drives N requests through the gateway (upstream delay 0-1 ms) and reports the
@@ -347,20 +348,6 @@ async def create_key(base: str) -> str:
         return key
 
 
-def redis_command_calls(data_dir: Path) -> dict[str, int]:
-    """Calls per command on the gateway's embedded Redis (INFO commandstats)."""
-    import redis as sync_redis
-
-    from trivium.common.redis_server import EmbeddedRedis
-
-    client = sync_redis.Redis.from_url(EmbeddedRedis(data_dir).url)
-    try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-
-
 async def publish_template(base: str) -> None:
     headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     body, variables = TEMPLATE
@@ -373,6 +360,71 @@ async def publish_template(base: str) -> None:
         async with http.put(f"/v1/templates/{FEATURE}/labels/production", json=label) as r:
             if r.status != 200:
                 raise RuntimeError(f"promoting the template: {r.status} {await r.text()}")
+
+
+def redis_top_level_commands(
+    data_dir: Path, request: Request, n: int
+) -> tuple[dict[str, int], float]:
+    """What the gateway itself sends to Redis for `n` sequential requests, from MONITOR:
+    commands run inside Lua scripts (`lua` clients) are left out, since they cost no round
+    trip. Returns the commands by name and the seconds the sample took."""
+    import threading
+
+    import redis as sync_redis
+
+    from trivium.common.redis_server import EmbeddedRedis
+
+    url = EmbeddedRedis(data_dir).url
+    stop = "bench-monitor-stop"
+    seen: dict[str, int] = {}
+    listening = threading.Event()
+
+    def listen() -> None:
+        client = sync_redis.Redis.from_url(url)
+        with client.monitor() as monitor:
+            listening.set()
+            for entry in monitor.listen():
+                command = str(entry["command"])
+                if stop in command:
+                    break
+                if entry.get("client_type") == "lua":
+                    continue
+                name = command.split(" ", 1)[0].upper()
+                seen[name] = seen.get(name, 0) + 1
+        client.close()
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    listening.wait(5)
+    time.sleep(0.2)
+
+    async def sample() -> float:
+        async with client(1) as http:
+            load = await drive(http, request, n, 1)
+        return load.elapsed_s
+
+    elapsed = asyncio.run(sample())
+    time.sleep(0.2)
+    poke = sync_redis.Redis.from_url(url)
+    poke.echo(stop)
+    poke.close()
+    thread.join(10)
+    seen.pop("ECHO", None)
+    return seen, elapsed
+
+
+def report_round_trips(commands: dict[str, int], requests: int, seconds: float) -> None:
+    """Round trips to Redis per gateway request: the limiter's script, key reads, the rest."""
+    scripts = commands.get("EVALSHA", 0) + commands.get("EVAL", 0)
+    reads = commands.get("GET", 0)
+    rest = {k: v for k, v in commands.items() if k not in ("EVALSHA", "EVAL", "GET")}
+    print(
+        f"\nRedis commands the gateway sent for {requests} sequential requests ({seconds:.1f} s; "
+        f"MONITOR, commands inside scripts left out): limiter scripts "
+        f"{scripts / requests:.3f}/request, key reads {reads / requests:.3f}/request, "
+        f"others {sum(rest.values())} in all {dict(sorted(rest.items()))} (the stats "
+        "flush and the settle flush, each pipelined, at most once per interval)"
+    )
 
 
 @contextlib.contextmanager
@@ -606,7 +658,6 @@ def overhead(args: argparse.Namespace) -> None:
         gateway, key = start_gateway(tmp, upstream, args.log_level, profile, args.key)
         by_name = {"upstream": upstream, "proxy": proxy, "gateway": gateway}
         calls = requests_for(by_name, args.path, key)
-        redis_before = redis_command_calls(tmp / "gateway-data")
         measured: dict[str, Server | None] = {"direct": None, "proxy": proxy, "gateway": gateway}
         print(
             "latencies in ms; +p50/+p99: added over `direct` in the same round and concurrency; "
@@ -640,9 +691,11 @@ def overhead(args: argparse.Namespace) -> None:
                     cells.append(cell)
                     print(row(cell), flush=True)
         gateway_rss = mib(status_kib(gateway.pid, "VmRSS"))
-        redis_after = redis_command_calls(tmp / "gateway-data")
-    gateway_requests = sum(c.requests + args.warmup for c in cells if c.target == "gateway")
-    report_redis_calls(redis_before, redis_after, gateway_requests, args.key)
+        sampled = 500
+        commands, seconds = redis_top_level_commands(
+            tmp / "gateway-data", calls["gateway"], sampled
+        )
+    report_round_trips(commands, sampled, seconds)
     summary = {
         (c, t): median_cell([x for x in cells if x.concurrency == c and x.target == t])
         for c in concurrencies
@@ -655,22 +708,6 @@ def overhead(args: argparse.Namespace) -> None:
             print(row(cell, "med"))
     print(f"\ngateway VmRSS at the end: {gateway_rss:.1f} MiB")
     verdict(summary, concurrencies, gateway_rss)
-
-
-def report_redis_calls(
-    before: dict[str, int], after: dict[str, int], requests: int, with_key: bool
-) -> None:
-    """Redis commands per gateway request: the limiter's script and key reads with --key."""
-    delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
-    scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
-    reads = delta.get("get", 0)
-    others = sum(delta.values()) - scripts - reads - delta.get("info", 0)
-    print(
-        f"\nRedis, per gateway request ({requests} requests, "
-        f"auth {'keys' if with_key else 'open'}):"
-        f" limiter scripts {scripts / requests:.3f}, key reads {reads / requests:.4f}, "
-        f"other commands {others / requests:.3f} (stats flushes, pipelined once a second)"
-    )
 
 
 def verdict(summary: dict[tuple[int, str], Cell], concurrencies: list[int], rss: float) -> None:

@@ -3,6 +3,9 @@ Redis (the replicas of one deployment), in `auth.mode: keys`."""
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +19,7 @@ import pytest
 import redis
 
 from tests.e2e.conftest import (
+    TRIVIUM,
     ServiceProcess,
     publish_template,
     run_trivium,
@@ -24,8 +28,10 @@ from tests.e2e.conftest import (
     trivium_env,
 )
 from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.processes import eventually
 from tests.support.prometheus import sample_value
-from trivium.common.redis_server import RedisServerProcess
+from trivium.cli.stack import StackState, read_live_state
+from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
 ADMIN_TOKEN = "auth-bootstrap-token"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -125,7 +131,7 @@ def test_missing_malformed_unknown_and_wrong_secret_keys_are_401(replicas: Repli
     missing = ask(replicas.one, None)
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
-    assert missing.json()["code"] == "unauthenticated"
+    assert missing.json()["code"] == "unauthorized"
     assert missing.json()["field"] == "authorization"
     wrong_secret = f"trv_{record['id']}_{'A' * 43}"
     answers = [
@@ -268,6 +274,23 @@ def test_rpm_is_exact_across_two_replicas(replicas: Replicas) -> None:
     assert "x-ratelimit-reset-requests" in admitted.headers
 
 
+def test_streams_carry_the_rate_limit_headers(replicas: Replicas) -> None:
+    key, _ = replicas.create_key(name="streamer", rpm=5)
+    with (
+        replicas.two.client() as http,
+        http.stream(
+            "POST",
+            "/v1/features/faq/invoke",
+            json={"input": {"question": "q"}, "stream": True},
+            headers={"authorization": f"Bearer {key}"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-ratelimit-remaining-requests"] == "4"
+        assert "event: summary" in response.read().decode()
+
+
 def test_tokens_are_reserved_then_settled_with_what_was_used(replicas: Replicas) -> None:
     key, _ = replicas.create_key(name="tokens", tpm=100)
     first = ask(replicas.one, key, max_tokens=40)
@@ -378,3 +401,44 @@ def test_a_gateway_exposed_without_credentials_refuses_to_start(
     assert result.returncode != 0
     assert named in result.stderr
     assert "gateway cannot start" in result.stderr
+
+
+# -- trivium up ----------------------------------------------------------------------------
+
+
+def test_up_on_loopback_creates_a_demo_key_and_prints_it(tmp_path: Path) -> None:
+    env = trivium_env(
+        tmp_path,
+        None,
+        TRIVIUM_GATEWAY__AUTH__MODE="keys",
+        TRIVIUM_GATEWAY__PORT=str(free_tcp_port()),
+        TRIVIUM_UP__METRICS_PORT="0",
+    )
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*TRIVIUM, "up", "--skip-model", "--skip-retriever"], env=env, stderr=out
+        )
+    try:
+
+        def running() -> StackState | None:
+            assert process.poll() is None, log.read_text()
+            state = read_live_state(tmp_path)
+            return state if state is not None and state.phase == "running" else None
+
+        stack = eventually(running, 60, "the stack to run")
+        printed = re.search(r"export TRIVIUM_KEY=(trv_\S+)", log.read_text())
+        assert printed, log.read_text()
+        key = printed.group(1)
+        assert (tmp_path / "auth" / "demo_key").read_text().strip() == key
+        assert 'Bearer $TRIVIUM_KEY" ' in log.read_text()
+        with httpx.Client(base_url=stack.services["gateway"], timeout=10) as http:
+            assert http.get("/v1/policy").status_code == 401
+            auth = {"authorization": f"Bearer {key}"}
+            assert http.get("/v1/policy", headers=auth).status_code == 200
+            models = http.get("/v1/models", headers=auth).json()["data"]
+            assert {m["id"] for m in models} >= {"marketing-copy", "docs-qa", "ticket-triage"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 0, log.read_text()[-3000:]

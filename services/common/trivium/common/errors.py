@@ -75,7 +75,7 @@ class UnauthenticatedError(TriviumError):
     """No credential, or one that is not (or no longer) valid."""
 
     status_code = 401
-    code = "unauthenticated"
+    code = "unauthorized"
     title = "Unauthenticated"
     headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
 

@@ -94,6 +94,18 @@ class Limiter:
         self._sequence = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._throttle = LogThrottle(log, 30.0)
+        self._periods_until = 0.0
+        self._period_names = ("", "")
+
+    def _periods(self) -> tuple[str, str]:
+        """This UTC day's and month's suffixes (`20260131`, `202601`), recomputed at the top
+        of every hour (UTC days and months start on the hour)."""
+        now = time.time()
+        if now >= self._periods_until:
+            moment = datetime.fromtimestamp(now, UTC)
+            self._period_names = (f"{moment:%Y%m%d}", f"{moment:%Y%m}")
+            self._periods_until = now - now % 3600 + 3600
+        return self._period_names
 
     def _base(self, key_id: str) -> str:
         return f"{self._prefix}:key:{{{key_id}}}"
@@ -116,8 +128,8 @@ class Limiter:
             return None
         member = f"{self._node}{next(self._sequence)}"
         pending = self._pending.pop(record.id, None) or []
-        now = datetime.now(UTC)
-        keys = [f"{base}:spend:d:{now:%Y%m%d}", f"{base}:spend:m:{now:%Y%m}"]
+        day, month = self._periods()
+        keys = [f"{base}:spend:d:{day}", f"{base}:spend:m:{month}"]
         index: dict[str, int] = {}
 
         def bucket(name: str) -> int:
@@ -155,7 +167,7 @@ class Limiter:
         if status == b"budget":
             period = reply[1].decode()
             CALLER_METRICS.rejected("budget_exceeded")
-            retry = _until_period_end(now, period)
+            retry = _until_period_end(datetime.now(UTC), period)
             spent = budget_day if period == "day" else budget_month
             raise BudgetExceededError(
                 f"key {caller.name!r} has spent its {period}ly budget of ${spent:g}; it resets "
@@ -269,11 +281,11 @@ class Limiter:
         if not due:
             return
         taken = {key_id: self._pending.pop(key_id) for key_id in due}
-        now = datetime.now(UTC)
+        day, month = self._periods()
         pipe = self._client.pipeline(transaction=False)
         for key_id, settlements in taken.items():
             base = self._base(key_id)
-            keys = [f"{base}:spend:d:{now:%Y%m%d}", f"{base}:spend:m:{now:%Y%m}"]
+            keys = [f"{base}:spend:d:{day}", f"{base}:spend:m:{month}"]
             index: dict[str, int] = {}
 
             def bucket(name: str, keys: list[str] = keys, index: dict[str, int] = index) -> int:

@@ -38,6 +38,7 @@ LIMITER_DEGRADED = Counter(
 
 class CallerMetrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str], tuple[Counter, Counter, Counter, Counter]] = {}
         self._rejections = {
             reason: REJECTIONS.labels(reason=reason)
             for reason in (
@@ -53,13 +54,24 @@ class CallerMetrics:
         self._rejections[reason].inc()
 
     def served(self, key: str, status: str, prompt: int, completion: int, cost: float) -> None:
-        REQUESTS.labels(key=key, status=status).inc()
+        children = self._children.get((key, status))
+        if children is None:
+            if len(self._children) >= 10_000:  # bounded even if names churn
+                self._children.clear()
+            children = self._children[(key, status)] = (
+                REQUESTS.labels(key=key, status=status),
+                TOKENS.labels(key=key, kind="prompt"),
+                TOKENS.labels(key=key, kind="completion"),
+                COST.labels(key=key),
+            )
+        requests, prompt_tokens, completion_tokens, cost_usd = children
+        requests.inc()
         if prompt:
-            TOKENS.labels(key=key, kind="prompt").inc(prompt)
+            prompt_tokens.inc(prompt)
         if completion:
-            TOKENS.labels(key=key, kind="completion").inc(completion)
+            completion_tokens.inc(completion)
         if cost:
-            COST.labels(key=key).inc(cost)
+            cost_usd.inc(cost)
 
     def degraded(self, policy: Literal["fail_open", "fail_closed"]) -> None:
         LIMITER_DEGRADED.labels(policy=policy).inc()

@@ -118,6 +118,7 @@ class Accountant:
             "invoke",
             extra={
                 "feature": call.feature_name,
+                "caller": call.caller.name,
                 "route": route,
                 "variant": call.variant,
                 "status": status,
