@@ -20,8 +20,8 @@ request carries an API key with generous limits and budgets (rpm, tpm, USD per d
 month), so each request pays for authentication and one limiter script; the run ends with
 the Redis commands the gateway sends per request, from MONITOR over 500 sequential requests
 (limiter scripts, key reads, the rest; commands inside scripts are not round trips).
-Without it the gateway runs in `auth.mode: open`. Compare the gateway's cpu/req of the two runs for the cost of
-auth + limits.
+Without it the gateway runs in `auth.mode: open`. Compare the gateway's cpu/req of the two
+runs for the cost of auth + limits.
 
 `soak` drives N requests through the gateway (upstream delay 0-1 ms) and reports the
 gateway's VmRSS after warm-up, at every 10 %, and at the end.
