@@ -381,7 +381,7 @@ def redis_top_level_commands(
 
     def listen() -> None:
         client = sync_redis.Redis.from_url(url)
-        with client.monitor() as monitor:
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
             listening.set()
             for entry in monitor.listen():
                 command = str(entry["command"])
