@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
-from trivium.gateway.callers import InsecureExposureError, check_exposure, is_loopback
+from trivium.gateway.app import create_app
+from trivium.gateway.callers import (
+    SCOPES,
+    InsecureExposureError,
+    check_exposure,
+    is_loopback,
+    require_scope,
+)
 from trivium.gateway.callers.keys import (
     format_key,
     hash_secret,
@@ -15,7 +24,7 @@ from trivium.gateway.callers.keys import (
     secrets_match,
 )
 from trivium.gateway.callers.limiter import _duration
-from trivium.gateway.config import AuthSection, GatewaySection
+from trivium.gateway.config import AuthSection, GatewaySection, GatewaySettings
 
 
 def test_a_key_round_trips_and_only_its_hash_matches() -> None:
@@ -77,3 +86,29 @@ def test_the_exposure_rule_names_the_missing_setting() -> None:
 )
 def test_reset_durations_read_like_openai(ms: int, text: str) -> None:
     assert _duration(ms) == text
+
+
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/schema"}
+CHECKED_IN_THE_HANDLER = {
+    "/v1/features/{feature:str}/invoke",  # Authenticator.for_feature
+    "/v1/chat/completions",  # Authenticator.for_feature
+    "/v1/models",  # Authenticator.for_models
+}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Litestar 3 notices on routes
+def test_every_route_declares_its_scope(tmp_path: Path) -> None:
+    """A new admin or read route cannot ship unguarded: each one names its scope."""
+    app = create_app(GatewaySettings(data_dir=tmp_path))
+    unguarded = []
+    for route in app.routes:
+        if route.path in OPEN_PATHS or route.path.startswith("/schema"):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            if route.path in CHECKED_IN_THE_HANDLER or handler.http_methods == {"OPTIONS"}:
+                continue
+            if handler.opt.get("scope") not in SCOPES or require_scope not in (
+                handler.resolve_guards()
+            ):
+                unguarded.append(f"{sorted(handler.http_methods)} {route.path}")
+    assert unguarded == []

@@ -85,10 +85,6 @@ class Authenticator:
         self._admin_callers = {actor: Caller(actor, ADMIN_SCOPES) for actor, _ in self._admins}
         self._key_callers: dict[tuple[str, str], Caller] = {}
 
-    @property
-    def has_admin_tokens(self) -> bool:
-        return bool(self._admins)
-
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller this header names; 401 (the same body for every bad key), 431, 503."""
         if not authorization:
