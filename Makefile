@@ -30,4 +30,4 @@ bench: setup
 	$(BIN)/python load/bench_registry.py
 
 load: setup
-	$(BIN)/locust --config load/locust.conf
+	TRIVIUM_LOAD_API_KEY="$$(cat var/auth/demo_key 2>/dev/null)" $(BIN)/locust --config load/locust.conf

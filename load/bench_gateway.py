@@ -2,7 +2,7 @@
 
     .venv/bin/python load/bench_gateway.py overhead [--concurrency 1,8,32] [--requests 3000]
         [--warmup 300] [--delay-ms 20] [--repeat 2] [--path invoke|openai]
-        [--log-level WARNING|INFO] [--profile-gateway OUT.prof]
+        [--log-level WARNING|INFO] [--profile-gateway OUT.prof] [--key]
     .venv/bin/python load/bench_gateway.py soak [--requests 100000] [--concurrency 16]
 
 `overhead` starts, each in its own process: a fast OpenAI-compatible upstream with a fixed
@@ -14,6 +14,14 @@ directly, the proxy and the gateway. Per cell it prints latency percentiles, the
 added over the direct call of the same round, the server's CPU per request (utime+stime
 from /proc over the measured phase) and its peak RSS (VmHWM). The gateway's embedded Redis
 is a separate process; its CPU per request is shown on its own.
+
+With `--key` the gateway runs with caller auth on (`auth.mode: keys`) and every gateway
+request carries an API key with generous limits and budgets (rpm, tpm, USD per day and
+month), so each request pays for authentication and one limiter script; the run ends with
+the Redis commands the gateway sends per request, from MONITOR over 500 sequential requests
+(limiter scripts, key reads, the rest; commands inside scripts are not round trips).
+Without it the gateway runs in `auth.mode: open`. Compare the gateway's cpu/req of the two
+runs for the cost of auth + limits.
 
 `soak` drives N requests through the gateway (upstream delay 0-1 ms) and reports the
 gateway's VmRSS after warm-up, at every 10 %, and at the end.
@@ -272,9 +280,14 @@ wall clock charges other processes' time slices to whatever call was running."""
 
 
 def start_gateway(
-    tmp: Path, upstream: Server, log_level: str, profile: Path | None = None
-) -> Server:
-    """`trivium gateway serve` on an embedded Redis, one feature, its template published."""
+    tmp: Path,
+    upstream: Server,
+    log_level: str,
+    profile: Path | None = None,
+    with_key: bool = False,
+) -> tuple[Server, str | None]:
+    """`trivium gateway serve` on an embedded Redis, one feature, its template published;
+    with `with_key`, auth on and an API key for the load (returned)."""
     port = free_tcp_port()
     policy = tmp / "policy.yaml"
     policy.write_text(
@@ -300,6 +313,7 @@ features:
         TRIVIUM_GATEWAY__POLICY_FILE=str(policy),
         TRIVIUM_GATEWAY__ADMIN_TOKENS=json.dumps({"bench": ADMIN_TOKEN}),
         TRIVIUM_LOG__LEVEL=log_level,
+        TRIVIUM_GATEWAY__AUTH__MODE="keys" if with_key else "open",
     )
     if profile is None:
         command = [str(TRIVIUM), "gateway", "serve"]
@@ -308,7 +322,30 @@ features:
     server = spawn("gateway", command, env, tmp, f"http://127.0.0.1:{port}")
     wait_healthy(server, "/readyz")
     asyncio.run(publish_template(server.url))
-    return server
+    key = asyncio.run(create_key(server.url)) if with_key else None
+    return server, key
+
+
+async def create_key(base: str) -> str:
+    """A key whose limits the benchmark never reaches: every request runs the limiter script."""
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    spec = {
+        "name": "bench",
+        "owner": "bench",
+        "features": [FEATURE],
+        "rpm": 10_000_000,
+        "tpm": 1_000_000_000,
+        "budget_usd_day": 1e6,
+        "budget_usd_month": 1e7,
+    }
+    async with (
+        aiohttp.ClientSession(base_url=base, headers=headers) as http,
+        http.post("/v1/keys", json=spec) as r,
+    ):
+        if r.status != 201:
+            raise RuntimeError(f"creating the key: {r.status} {await r.text()}")
+        key: str = (await r.json())["key"]
+        return key
 
 
 async def publish_template(base: str) -> None:
@@ -323,6 +360,71 @@ async def publish_template(base: str) -> None:
         async with http.put(f"/v1/templates/{FEATURE}/labels/production", json=label) as r:
             if r.status != 200:
                 raise RuntimeError(f"promoting the template: {r.status} {await r.text()}")
+
+
+def redis_top_level_commands(
+    data_dir: Path, request: Request, n: int
+) -> tuple[dict[str, int], float]:
+    """What the gateway itself sends to Redis for `n` sequential requests, from MONITOR:
+    commands run inside Lua scripts (`lua` clients) are left out, since they cost no round
+    trip. Returns the commands by name and the seconds the sample took."""
+    import threading
+
+    import redis as sync_redis
+
+    from trivium.common.redis_server import EmbeddedRedis
+
+    url = EmbeddedRedis(data_dir).url
+    stop = "bench-monitor-stop"
+    seen: dict[str, int] = {}
+    listening = threading.Event()
+
+    def listen() -> None:
+        client = sync_redis.Redis.from_url(url)
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
+            listening.set()
+            for entry in monitor.listen():
+                command = str(entry["command"])
+                if stop in command:
+                    break
+                if entry.get("client_type") == "lua":
+                    continue
+                name = command.split(" ", 1)[0].upper()
+                seen[name] = seen.get(name, 0) + 1
+        client.close()
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    listening.wait(5)
+    time.sleep(0.2)
+
+    async def sample() -> float:
+        async with client(1) as http:
+            load = await drive(http, request, n, 1)
+        return load.elapsed_s
+
+    elapsed = asyncio.run(sample())
+    time.sleep(0.2)
+    poke = sync_redis.Redis.from_url(url)
+    poke.echo(stop)
+    poke.close()
+    thread.join(10)
+    seen.pop("ECHO", None)
+    return seen, elapsed
+
+
+def report_round_trips(commands: dict[str, int], requests: int, seconds: float) -> None:
+    """Round trips to Redis per gateway request: the limiter's script, key reads, the rest."""
+    scripts = commands.get("EVALSHA", 0) + commands.get("EVAL", 0)
+    reads = commands.get("GET", 0)
+    rest = {k: v for k, v in commands.items() if k not in ("EVALSHA", "EVAL", "GET")}
+    print(
+        f"\nRedis commands the gateway sent for {requests} sequential requests ({seconds:.1f} s; "
+        f"MONITOR, commands inside scripts left out): limiter scripts "
+        f"{scripts / requests:.3f}/request, key reads {reads / requests:.3f}/request, "
+        f"others {sum(rest.values())} in all {dict(sorted(rest.items()))} (the stats "
+        "flush and the settle flush, each pipelined, at most once per interval)"
+    )
 
 
 @contextlib.contextmanager
@@ -348,9 +450,12 @@ def stopping() -> Iterator[None]:
 class Request:
     url: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
 
 
-def requests_for(servers: dict[str, Server], path: str) -> dict[str, Request]:
+def requests_for(
+    servers: dict[str, Server], path: str, key: str | None = None
+) -> dict[str, Request]:
     prompt = TEMPLATE[0].replace("{{ question }}", QUESTION)
     chat = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": 256}
     direct = _encode(chat)
@@ -362,6 +467,8 @@ def requests_for(servers: dict[str, Server], path: str) -> dict[str, Request]:
     else:  # the OpenAI route: `model` names the feature, `input` fills the template
         body = {**chat, "model": FEATURE, "input": {"question": QUESTION}}
         gateway = Request(f"{servers['gateway'].url}/v1/chat/completions", _encode(body))
+    if key is not None:
+        gateway.headers = {**gateway.headers, "Authorization": f"Bearer {key}"}
     return {
         "direct": Request(f"{servers['upstream'].url}/v1/chat/completions", direct),
         "proxy": Request(f"{servers['proxy'].url}/v1/chat/completions", direct),
@@ -387,7 +494,7 @@ async def drive(
     """`n` requests from `concurrency` closed-loop workers."""
     load = Load()
     remaining = n
-    headers = {"Content-Type": "application/json"}
+    headers = request.headers
 
     async def worker() -> None:
         nonlocal remaining
@@ -548,9 +655,9 @@ def overhead(args: argparse.Namespace) -> None:
         upstream = start_upstream(tmp, args.delay_ms)
         proxy = start_proxy(tmp, upstream)
         profile = Path(args.profile_gateway).resolve() if args.profile_gateway else None
-        gateway = start_gateway(tmp, upstream, args.log_level, profile)
+        gateway, key = start_gateway(tmp, upstream, args.log_level, profile, args.key)
         by_name = {"upstream": upstream, "proxy": proxy, "gateway": gateway}
-        calls = requests_for(by_name, args.path)
+        calls = requests_for(by_name, args.path, key)
         measured: dict[str, Server | None] = {"direct": None, "proxy": proxy, "gateway": gateway}
         print(
             "latencies in ms; +p50/+p99: added over `direct` in the same round and concurrency; "
@@ -584,6 +691,11 @@ def overhead(args: argparse.Namespace) -> None:
                     cells.append(cell)
                     print(row(cell), flush=True)
         gateway_rss = mib(status_kib(gateway.pid, "VmRSS"))
+        sampled = 500
+        commands, seconds = redis_top_level_commands(
+            tmp / "gateway-data", calls["gateway"], sampled
+        )
+    report_round_trips(commands, sampled, seconds)
     summary = {
         (c, t): median_cell([x for x in cells if x.concurrency == c and x.target == t])
         for c in concurrencies
@@ -643,7 +755,7 @@ def soak(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name, stopping():
         tmp = Path(tmp_name)
         upstream = start_upstream(tmp, args.delay_ms, args.jitter_ms)
-        gateway = start_gateway(tmp, upstream, args.log_level)
+        gateway, _ = start_gateway(tmp, upstream, args.log_level)
         calls = requests_for(
             {"upstream": upstream, "proxy": upstream, "gateway": gateway}, args.path
         )
@@ -717,6 +829,11 @@ def main() -> None:
     over.add_argument("--path", choices=("invoke", "openai"), default="invoke")
     over.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING"), default="WARNING")
     over.add_argument("--profile-gateway", metavar="OUT", help="run the gateway under cProfile")
+    over.add_argument(
+        "--key",
+        action="store_true",
+        help="auth on: every gateway request carries an API key with generous limits",
+    )
 
     soaking = commands.add_parser("soak", help="gateway RSS over many requests")
     soaking.add_argument("--requests", type=int, default=100_000)

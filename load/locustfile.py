@@ -33,8 +33,9 @@ Options (command line, `load/locust.conf`, or the environment variable in bracke
 - `--trivium-openai-share` [TRIVIUM_LOAD_OPENAI_SHARE]: share of users on the OpenAI route;
 - `--trivium-wait` [TRIVIUM_LOAD_WAIT]: `min,max` think time between requests, in seconds;
 - `--trivium-user-prefix` [TRIVIUM_LOAD_USER_PREFIX]: prefix of the stable user ids;
-- `--trivium-api-key` [TRIVIUM_LOAD_API_KEY]: sent as `Authorization: Bearer` (for a gateway
-  behind an authenticating ingress; the gateway itself does not ask for one).
+- `--trivium-api-key` [TRIVIUM_LOAD_API_KEY]: the gateway API key (`trv_...`, scopes `invoke`
+  and `read`), sent as `Authorization: Bearer`; `make load` passes the demo key of
+  `trivium up` (`var/auth/demo_key`).
 
 Before the first request the mix is checked against the target's `GET /v1/policy`: a feature
 the policy lacks stops the run (exit code 2) instead of producing a wall of 404s.

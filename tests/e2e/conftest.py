@@ -50,6 +50,9 @@ def trivium_env(tmp: Path, redis_url: str | None, **extra: str) -> dict[str, str
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIVIUM_")}
     env["TRIVIUM_DATA_DIR"] = str(tmp)
     env["TRIVIUM_REGISTRY__KEY_PREFIX"] = f"t{uuid.uuid4().hex[:12]}"
+    # Tests of other things run the gateway without caller keys (loopback only); the auth
+    # tests (test_gateway_auth.py) set TRIVIUM_GATEWAY__AUTH__MODE=keys.
+    env["TRIVIUM_GATEWAY__AUTH__MODE"] = "open"
     if redis_url is not None:
         env["TRIVIUM_REDIS__URL"] = redis_url
     env.update(extra)

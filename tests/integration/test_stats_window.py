@@ -21,6 +21,7 @@ from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.redis import redis_from_url
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 from trivium.common.settings import RedisSettings
+from trivium.gateway.callers import Authenticator, KeyCache, KeyStore
 from trivium.gateway.telemetry.routes import StatsController
 from trivium.gateway.telemetry.stats import (
     HIGH_MS,
@@ -181,6 +182,11 @@ async def test_a_redis_outage_keeps_the_buffer_and_never_raises(
         server.stop()
 
 
+def open_authenticator(client: Redis) -> Authenticator:
+    """The route's scope guard, in `auth.mode: open` (reads take no key)."""
+    return Authenticator("open", KeyCache(KeyStore(client, "stats-test", b"pepper")), {})
+
+
 async def test_stop_flushes_and_the_route_serves_the_summary(
     client: Redis, redis_server: RedisServerProcess, prefix: str
 ) -> None:
@@ -195,6 +201,7 @@ async def test_stop_flushes_and_the_route_serves_the_summary(
         # The test client runs the app on its own event loop: it gets its own client.
         async with redis_from_url(redis_server.url, RedisSettings()) as app_client:
             app.state.stats = recorder(app_client, prefix, clock)
+            app.state.authenticator = open_authenticator(app_client)
             yield
 
     def provide_stats(state: State) -> StatsRecorder:
@@ -234,6 +241,7 @@ async def test_redis_down_is_a_503_naming_the_dependency_never_a_500(
         settings = RedisSettings(socket_timeout_s=0.5, connect_timeout_s=0.5)
         async with redis_from_url(server.url, settings) as app_client:
             app.state.stats = recorder(app_client, prefix, clock)
+            app.state.authenticator = open_authenticator(app_client)
             yield
 
     def provide_stats(state: State) -> StatsRecorder:

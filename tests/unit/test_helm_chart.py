@@ -415,8 +415,13 @@ def test_rendered_settings_load_with_the_services_own_settings(
     if values["redis"]["enabled"]:
         assert settings.redis.url.startswith("redis://:secret-trivium-redis-redis-password@")
         assert "trivium-redis-master:6379" in settings.redis.url
-    tokens = values[component]["adminTokens"]
-    assert sorted(section.admin_tokens) == sorted(t["actor"] for t in tokens)
+    actors = [t["actor"] for t in values[component]["adminTokens"]]
+    if component == "gateway":
+        auth = values["gateway"]["auth"]
+        assert section.auth.mode == auth["mode"] == "keys"
+        assert section.auth.pepper is not None, "auth on needs the pepper from the Secret"
+        actors.append(auth["bootstrapActor"])
+    assert sorted(section.admin_tokens) == sorted(actors)
     if component == "gateway":
         assert str(section.policy_file).startswith("/etc/trivium/policy/")
         assert section.retriever.url == "http://trivium-retriever:8200"
@@ -497,6 +502,24 @@ def test_the_prometheus_rule_carries_the_alert_file() -> None:
 
 
 # ---------------------------------------------------------------- the renderer itself
+
+
+def test_gateway_auth_takes_its_secrets_from_an_existing_secret() -> None:
+    container = _container(render(chart_values()).get("Deployment", "trivium-gateway"))
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs["TRIVIUM_GATEWAY__AUTH__PEPPER"] == {
+        "name": "trivium-gateway-auth",
+        "key": "pepper",
+    }
+    assert refs["TRIVIUM_GATEWAY__ADMIN_TOKENS__admin"] == {
+        "name": "trivium-gateway-auth",
+        "key": "admin-token",
+    }
+    with pytest.raises(ChartFailError, match=r"gateway\.auth\.existingSecret"):
+        render(chart_values({"gateway": {"auth": {"existingSecret": ""}}}))
+    opened = render(chart_values({"gateway": {"auth": {"mode": "open"}}}))
+    names = {e["name"] for e in _container(opened.get("Deployment", "trivium-gateway"))["env"]}
+    assert "TRIVIUM_GATEWAY__AUTH__PEPPER" not in names
 
 
 def test_a_chart_without_any_redis_refuses_to_render() -> None:

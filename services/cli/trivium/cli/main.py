@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from trivium.cli.context import CliState
+from trivium.cli.keys import keys
 from trivium.cli.policy import policy
 from trivium.cli.retriever import retriever
 from trivium.cli.services import gateway, model
@@ -41,6 +42,7 @@ def cli(ctx: click.Context, config_file: Path | None, data_dir: Path | None) -> 
 
 cli.add_command(up)
 cli.add_command(templates)
+cli.add_command(keys)
 cli.add_command(policy)
 cli.add_command(gateway)
 cli.add_command(retriever)

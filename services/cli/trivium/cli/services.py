@@ -29,12 +29,13 @@ def gateway() -> None:
 @pass_state
 def gateway_serve(state: CliState) -> None:
     """Serve the gateway (embedded Redis unless redis.url is set)."""
+    from trivium.gateway.callers import InsecureExposureError
     from trivium.gateway.policy.errors import InvalidPolicyError
     from trivium.gateway.server import serve
 
     try:
         serve(state.settings(GatewaySettings))
-    except InvalidPolicyError as exc:
+    except (InvalidPolicyError, InsecureExposureError) as exc:
         raise click.ClickException(f"gateway cannot start: {exc.message}") from exc
 
 

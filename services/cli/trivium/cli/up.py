@@ -17,12 +17,15 @@ import msgspec
 from trivium.cli.config import UpSection, UpSettings
 from trivium.cli.context import CliState, fail, open_templates, run_async
 from trivium.cli.demo import seed_demo_templates
+from trivium.cli.demo_key import demo_key_file, ensure_demo_key
 from trivium.cli.progress import Progress
 from trivium.cli.stack import STATE_FILE, StackState, read_live_state, remove_state
 from trivium.cli.supervisor import Backoff, Child, RedisUnit, Supervisor
 from trivium.cli.supervisor_metrics import SupervisorMetrics
 from trivium.common.logs import configure_logging
+from trivium.common.redis import open_redis
 from trivium.common.redis_server import EmbeddedRedis
+from trivium.gateway.callers import KeyStore, load_pepper
 from trivium.gateway.config import GatewaySettings, RetrieverClientSection
 from trivium.model.config import ModelSettings
 from trivium.retriever.config import RetrieverSettings
@@ -89,7 +92,7 @@ def _write_demo_policy(data_dir: Path, model_url: str) -> Path:
     return path
 
 
-def _try_it(gateway_url: str) -> str:
+def _try_it(gateway_url: str, key: str | None) -> str:
     calls = (
         (
             "marketing-copy",
@@ -98,10 +101,15 @@ def _try_it(gateway_url: str) -> str:
         ("docs-qa", '{"input": {"question": "How does the gateway pick a road?"}}'),
         ("ticket-triage", '{"input": {"ticket": "I was charged twice this month"}}'),
     )
-    lines = ["try one road each:"]
+    lines = []
+    auth = ""
+    if key is not None:
+        lines += ["the demo API key (invoke + read, every feature):", f"  export TRIVIUM_KEY={key}"]
+        auth = '-H "authorization: Bearer $TRIVIUM_KEY" '
+    lines.append("try one road each:")
     for feature, body in calls:
         lines.append(
-            f"  curl -s {gateway_url}/v1/features/{feature}/invoke "
+            f"  curl -s {gateway_url}/v1/features/{feature}/invoke {auth}"
             f"-H 'content-type: application/json' -d '{body}'"
         )
     return "\n".join(lines)
@@ -138,6 +146,7 @@ class _Stack:
         self.retriever_url = f"http://{_local(retriever.host)}:{retriever.port}"
         self.gateway_url = f"http://{_local(self.gateway.gateway.host)}:{self.gateway.gateway.port}"
         self.metrics_url = metrics_url
+        self.demo_key: str | None = None
         supervisor.set_env("TRIVIUM_DATA_DIR", str(self.data_dir))
 
     def ports_in_use(self, skip_model: bool, skip_retriever: bool) -> list[str]:
@@ -183,7 +192,16 @@ class _Stack:
                     return await seed_demo_templates(registry)
 
             phase.details.append(f"templates: {', '.join(run_async(seed()))}")
+            if self.gateway.gateway.auth.mode == "keys":
+                self.demo_key = run_async(self._demo_key(settings))
+                phase.details.append(f"demo key: {demo_key_file(self.data_dir)}")
         return stack
+
+    async def _demo_key(self, settings: GatewaySettings) -> str:
+        pepper = load_pepper(settings.gateway.auth.pepper, self.data_dir)
+        async with open_redis(settings.redis, self.data_dir) as client:
+            store = KeyStore(client, settings.registry.key_prefix, pepper)
+            return await ensure_demo_key(store, self.data_dir)
 
     def configure_gateway(self) -> None:
         if self.gateway.gateway.policy_file is None:
@@ -225,7 +243,7 @@ class _Stack:
         if self.metrics_url is not None:
             note(f"supervisor metrics: {self.metrics_url}")
         note(f"stack state: {self.data_dir / STATE_FILE}")
-        note(_try_it(self.gateway_url))
+        note(_try_it(self.gateway_url, self.demo_key))
 
 
 @click.command()

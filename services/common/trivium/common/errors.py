@@ -8,16 +8,22 @@ The CLI prints `message` and exits non-zero.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 __all__ = (
     "BadGatewayError",
     "ConflictError",
+    "ForbiddenError",
     "GatewayTimeoutError",
+    "HeaderTooLargeError",
     "InvalidInputError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "TooManyRequestsError",
     "TriviumError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedMediaTypeError",
 )
@@ -31,6 +37,8 @@ class TriviumError(Exception):
     title: ClassVar[str] = "Internal error"
     retry_after_s: int | None = None
     """Set: the caller may retry after this many seconds (sent as Retry-After)."""
+    headers: Mapping[str, str] = MappingProxyType({})
+    """Response headers the error carries beyond Retry-After (`WWW-Authenticate`, ...)."""
 
     def __init__(
         self,
@@ -61,6 +69,52 @@ class ConflictError(TriviumError):
     status_code = 409
     code = "conflict"
     title = "Conflict"
+
+
+class UnauthenticatedError(TriviumError):
+    """No credential, or one that is not (or no longer) valid."""
+
+    status_code = 401
+    code = "unauthorized"
+    title = "Unauthenticated"
+    headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+class ForbiddenError(TriviumError):
+    """A valid credential that does not allow this route or this feature."""
+
+    status_code = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class HeaderTooLargeError(TriviumError):
+    status_code = 431
+    code = "header_too_large"
+    title = "Request header fields too large"
+
+
+class TooManyRequestsError(TriviumError):
+    """A limit or budget is spent; the caller may retry after `retry_after_s` seconds."""
+
+    status_code = 429
+    code = "too_many_requests"
+    title = "Too many requests"
+    retry_after_s: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, field=field, extra=extra)
+        self.retry_after_s = retry_after_s
+        if headers:
+            self.headers = headers
 
 
 class PayloadTooLargeError(TriviumError):

@@ -15,6 +15,15 @@ from trivium.common.http.probes import PrometheusController, healthz, http_metri
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
+from trivium.gateway.callers import (
+    Authenticator,
+    KeyCache,
+    KeyController,
+    KeyStore,
+    Limiter,
+    check_exposure,
+    load_pepper,
+)
 from trivium.gateway.clients import RetrieverClient, UpstreamPool
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.health import readyz
@@ -34,6 +43,7 @@ from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, Polic
 from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, configure_tracing
 from trivium.gateway.templates import TemplateController
 from trivium.registry import TEMPLATE_KIND, ReadOnlyKind, Registry, TemplateRenderer
+from trivium.registry.cache import InvalidationListener
 
 __all__ = ("create_app",)
 
@@ -56,6 +66,7 @@ def provide_policy(state: State) -> LoadedPolicy:
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or GatewaySettings()
     section = settings.gateway
+    check_exposure(section)
     policy_holder = PolicyHolder(section.policy_file, section.policy_poll_s)
     renderer = TemplateRenderer()
     admission = Admission(section.max_in_flight, section.overload_retry_after_s, KPI)
@@ -83,6 +94,19 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 flush_s=section.stats.flush_s,
             )
             shadows = ShadowRunner(client, prefix, KPI)
+            key_store = KeyStore(
+                client, prefix, load_pepper(section.auth.pepper, settings.data_dir)
+            )
+            key_cache = KeyCache(key_store, section.auth.key_cache_entries)
+            key_listener = InvalidationListener(client, key_store.channel, key_cache)
+            authenticator = Authenticator(section.auth.mode, key_cache, section.admin_tokens)
+            limiter = Limiter(
+                client, prefix, section.limits.window_s, section.limits.settle_flush_s
+            )
+            app.state.key_store = key_store
+            app.state.authenticator = authenticator
+            await key_listener.start()
+            limiter.start()
             await templates.start()
             await adapters.start()
             stats.start()
@@ -104,10 +128,14 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 cache_prefix=prefix,
                 default_cache_ttl_s=section.cache.default_ttl_s,
                 shadows=shadows,
+                limiter=limiter,
             )
-            app.state.serving = Serving(invoker, policy_holder)
-            if not section.admin_tokens:
-                log.warning("no admin tokens configured: registry writes are open")
+            app.state.serving = Serving(invoker, policy_holder, authenticator)
+            if section.auth.mode == "open":
+                log.warning(
+                    "auth.mode is open: feature routes and reads take no key"
+                    + ("" if section.admin_tokens else "; admin writes are open too")
+                )
             log.info(
                 "gateway ready",
                 extra={
@@ -115,6 +143,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                     "policy_hash": policy_holder.current.hash,
                     "upstreams": list(upstreams.names()),
                     "retriever": section.retriever.url,
+                    "auth": section.auth.mode,
                 },
             )
             policy_holder.start()
@@ -124,6 +153,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 await policy_holder.stop()
                 await shadows.drain(section.graceful_shutdown_s)
                 await stats.stop()
+                await limiter.stop()
+                await key_listener.stop()
                 await upstreams.aclose()
                 await retriever.aclose()
                 await adapters.close()
@@ -136,6 +167,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             ChatCompletionsController,
             list_models,
             TemplateController,
+            KeyController,
             PolicyController,
             StatsController,
             PrometheusController,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from trivium.common.settings import Section, TriviumSettings
 
 __all__ = (
+    "AuthSection",
+    "CallerLimitsSection",
     "GatewaySection",
     "GatewaySettings",
     "ResponseCacheSection",
@@ -126,6 +129,43 @@ class TracingSection(Section):
     service_name: str = "trivium-gateway"
 
 
+class AuthSection(Section):
+    """Who may call the gateway (see trivium.gateway.callers)."""
+
+    mode: Literal["keys", "open"] = Field(
+        default="keys",
+        description="keys: every route but health/metrics/schema needs an API key (or an "
+        "admin token) with the route's scope; open: feature routes and reads take no "
+        "credential (development only: refused on a non-loopback host unless set explicitly)",
+    )
+    pepper: SecretStr | None = Field(
+        default=None,
+        description="server-side secret mixed into every key's stored hash (HMAC-SHA256); "
+        "the same on every replica. Unset: a random one kept in <data_dir>/auth/pepper "
+        "(loopback only)",
+    )
+    key_cache_entries: int = Field(default=100_000, gt=0, description="keys cached per process")
+
+
+class CallerLimitsSection(Section):
+    """How per-key rate limits and budgets are counted (cluster-wide, in Redis)."""
+
+    window_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="the sliding window of rpm/tpm limits (60: per minute; tests shorten it)",
+    )
+    settle_flush_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="how long the tokens and cost of a finished request may wait to ride on "
+        "the key's next admission before being written on their own",
+    )
+    redis_timeout_s: float = Field(
+        default=0.25, gt=0, description="an admission slower than this counts as Redis down"
+    )
+
+
 class GatewaySection(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -138,8 +178,12 @@ class GatewaySection(Section):
     graceful_shutdown_s: float = Field(default=10.0, ge=0)
     admin_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="actor name -> bearer token for registry writes; empty leaves them open",
+        description="actor name -> bootstrap admin token: a credential with every admin "
+        "scope (read, templates:write, policy:reload, keys:admin; not invoke). In auth mode "
+        "open with none set, admin writes are open",
     )
+    auth: AuthSection = AuthSection()
+    limits: CallerLimitsSection = CallerLimitsSection()
     policy_file: Path | None = Field(
         default=None,
         description="the routing policy YAML (hot-reloaded); unset or missing: no features",

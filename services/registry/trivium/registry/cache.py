@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 from prometheus_client import Counter
@@ -23,7 +24,7 @@ from trivium.common.aio import cancel_and_wait
 from trivium.common.logs import LogThrottle
 from trivium.registry.models import ArtifactVersion
 
-__all__ = ("InvalidationListener", "ResolveCache")
+__all__ = ("InvalidatedCache", "InvalidationListener", "ResolveCache")
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,23 @@ class ResolveCache:
         self._label_keys.clear()
 
 
+class InvalidatedCache(Protocol):
+    """What the listener drives: `ResolveCache`, and any cache fed by the same kind of events
+    (`{"name", "action"}` JSON) on its own channel (the gateway's caller keys)."""
+
+    subscribed: bool
+
+    def invalidate(self, name: str) -> None: ...
+
+    def invalidate_labels(self) -> None:
+        """Everything that may have changed unseen (called on every (re)subscription)."""
+
+
 class InvalidationListener:
-    """Subscribes to the registry's event channel and invalidates the cache on each event."""
+    """Subscribes to an event channel and invalidates the cache on each event."""
 
     def __init__(
-        self, client: Redis, channel: str, cache: ResolveCache, retry_s: float = 0.5
+        self, client: Redis, channel: str, cache: InvalidatedCache, retry_s: float = 0.5
     ) -> None:
         self.callbacks: list[Callable[[str | None], None]] = []
         self._client = client

@@ -38,6 +38,8 @@ _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^
 _BODY_KEY = "data"  # Litestar's key for an error in the request body as a whole
 _HTTP_CODES = {
     401: "unauthorized",
+    403: "forbidden",
+    431: "header_too_large",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -83,7 +85,7 @@ def _from_trivium_error(exc: TriviumError) -> Problem:
         detail=exc.message,
         field=exc.field,
         extra=exc.extra,
-        headers={} if retry is None else {"Retry-After": str(retry)},
+        headers=dict(exc.headers) if retry is None else {**exc.headers, "Retry-After": str(retry)},
     )
 
 

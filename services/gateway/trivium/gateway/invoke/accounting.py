@@ -9,6 +9,7 @@ import logging
 import time
 
 from trivium.common.errors import TriviumError
+from trivium.gateway.callers import CALLER_METRICS
 from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.schemas import InvokeResponse
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus, Stage
@@ -43,6 +44,7 @@ class Accountant:
         feature, variant = call.feature_name, call.variant
         route: str = call.arm.route
         kpis = self.kpis
+        self._per_key(call, response, status, seconds)
         if status == "rejected":
             kpis.rejected(feature, route, variant)
             if log.isEnabledFor(logging.INFO):
@@ -77,6 +79,31 @@ class Accountant:
         if log.isEnabledFor(logging.INFO):
             self._log(call, response, route, status, seconds)
 
+    def _per_key(
+        self,
+        call: Call,
+        response: InvokeResponse | None,
+        status: RequestStatus,
+        seconds: float,
+    ) -> None:
+        """Requests, tokens and cost per caller key name (metrics and the stats window)."""
+        if call.caller.record is None:  # open mode, or an admin token: no key to account
+            return
+        usage = response.usage if response is not None else None
+        cost = response.cost_usd if response is not None else 0.0
+        prompt = usage.prompt_tokens if usage is not None else 0
+        completion = usage.completion_tokens if usage is not None else 0
+        CALLER_METRICS.served(call.caller.name, status, prompt, completion, cost)
+        if status == "rejected":  # like the feature's: counted, out of the stats window
+            return
+        self.stats.observe_key(
+            call.caller.name,
+            seconds,
+            status not in ("error", "timeout"),
+            cost,
+            prompt + completion,
+        )
+
     @staticmethod
     def _log(
         call: Call,
@@ -91,6 +118,7 @@ class Accountant:
             "invoke",
             extra={
                 "feature": call.feature_name,
+                "caller": call.caller.name,
                 "route": route,
                 "variant": call.variant,
                 "status": status,

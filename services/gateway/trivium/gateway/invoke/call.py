@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from trivium.gateway.callers import ANONYMOUS, Caller, Grant
 from trivium.gateway.invoke.schemas import InvokeRequest
 from trivium.gateway.policy import LoadedPolicy
 from trivium.gateway.policy.model import Arm, Feature
@@ -32,6 +33,18 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     references: dict[str, ArtifactVersion | str] = field(default_factory=dict)
     waited_s: float = 0.0
+    caller: Caller = ANONYMOUS
+    grant: Grant | None = None
+    """Set by the limiter when it admitted the request: what to settle, and the answer's
+    `x-ratelimit-*` headers."""
+
+    @property
+    def max_tokens(self) -> int:
+        limit = self.feature.limits.max_tokens
+        return min(self.request.max_tokens or limit, limit)
+
+    def rate_limit_headers(self) -> dict[str, str] | None:
+        return self.grant.headers if self.grant is not None and self.grant.headers else None
 
     @property
     def variant(self) -> str:
@@ -47,4 +60,5 @@ class Call:
             arm=arm,
             request=self.request,
             deadline=time.monotonic() + self.feature.limits.timeout_s,
+            caller=self.caller,
         )

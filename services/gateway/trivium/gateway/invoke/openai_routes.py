@@ -247,8 +247,11 @@ class ChatCompletionsController(Controller):
         here = serving(request)
         invoker = here.invoker
         try:
+            caller = await here.authenticator.for_feature(
+                request.headers.get("authorization"), data.model
+            )
             call = invoker.resolve(
-                data.model, data.to_invoke(), here.policies.current, REQUEST_ID.get() or ""
+                data.model, data.to_invoke(), here.policies.current, REQUEST_ID.get() or "", caller
             )
         except TriviumError as exc:
             if exc.field == "feature":
@@ -257,20 +260,32 @@ class ChatCompletionsController(Controller):
         if not data.stream:
             answer = await invoker.invoke(call)
             return Response(
-                _ENCODER.encode(_completion(answer, data.model)), media_type="application/json"
+                _ENCODER.encode(_completion(answer, data.model)),
+                media_type="application/json",
+                headers=call.rate_limit_headers(),
             )
         events = await start_stream(invoker.stream(call))
         include_usage = data.stream_options is not None and data.stream_options.include_usage
-        return EventStream(_chunks(events, data.model, call.request_id, include_usage))
+        return EventStream(
+            _chunks(events, data.model, call.request_id, include_usage), call.rate_limit_headers()
+        )
 
 
-@get("/v1/models", tags=["openai"], sync_to_thread=False, summary="The features, as OpenAI models")
-def list_models(policy: LoadedPolicy) -> dict[str, Any]:
+@get(
+    "/v1/models",
+    tags=["openai"],
+    exception_handlers=OPENAI_EXCEPTION_HANDLERS,
+    summary="The features this key may call, as OpenAI models",
+)
+async def list_models(request: Request[Any, Any, Any], policy: LoadedPolicy) -> dict[str, Any]:
+    here = serving(request)
+    caller = await here.authenticator.for_models(request.headers.get("authorization"))
     created = int(policy.loaded_at)
     return {
         "object": "list",
         "data": [
             {"id": name, "object": "model", "created": created, "owned_by": "trivium"}
             for name in sorted(policy.policy.features)
+            if caller.allows_feature(name)
         ],
     }

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from trivium.common.errors import TriviumError
+from trivium.gateway.callers import ANONYMOUS, Caller, Limiter
 from trivium.gateway.clients.retriever import RetrievalError
 from trivium.gateway.clients.upstream import ChatUsage, StreamDelta, StreamEnd, UpstreamError
 from trivium.gateway.invoke.accounting import Accountant, span_lineage, status_of
@@ -65,6 +66,7 @@ class Invoker:
         cache_prefix: str,
         default_cache_ttl_s: int,
         shadows: ShadowRunner | None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.planner = planner
         self.admission = admission
@@ -73,10 +75,16 @@ class Invoker:
         self.cache_prefix = cache_prefix
         self.default_cache_ttl_s = default_cache_ttl_s
         self.shadows = shadows
+        self.limiter = limiter
         self.scorer = SCORERS[TokenOverlap.name]
 
     def resolve(
-        self, feature_name: str, request: InvokeRequest, loaded: LoadedPolicy, request_id: str
+        self,
+        feature_name: str,
+        request: InvokeRequest,
+        loaded: LoadedPolicy,
+        request_id: str,
+        caller: Caller = ANONYMOUS,
     ) -> Call:
         """The feature, checked input, sticky variant and deadline (raises 404/4xx)."""
         feature = loaded.policy.features.get(feature_name)
@@ -103,6 +111,7 @@ class Invoker:
             arm=arm,
             request=request,
             deadline=time.monotonic() + feature.limits.timeout_s,
+            caller=caller,
         )
 
     async def invoke(self, call: Call) -> InvokeResponse:
@@ -134,6 +143,10 @@ class Invoker:
                 attributes={"trivium.feature": call.feature_name, "trivium.variant": call.variant},
             )
             try:
+                if self.limiter is not None:
+                    call.grant = await self.limiter.admit(
+                        call.caller, call.feature_name, call.feature.callers, call.max_tokens
+                    )
                 key = await self._cache_key(call)
                 response = await self._cache_get(call, key)
                 if response is None:
@@ -157,10 +170,21 @@ class Invoker:
                     status = "cancelled"
                 raise
             finally:
+                if call.grant is not None and self.limiter is not None:
+                    self._settle(call, response)
                 self.accountant.record(call, response, status)
                 if root.is_recording() and response is not None:
                     root.set_attributes(span_lineage(response))
                 root.end()
+
+    def _settle(self, call: Call, response: InvokeResponse | None) -> None:
+        """The tokens actually used replace the reservation; a cached answer cost nothing."""
+        assert call.grant is not None
+        assert self.limiter is not None
+        if response is None or response.cached:
+            self.limiter.settle(call.grant, 0, 0.0)
+        else:
+            self.limiter.settle(call.grant, response.usage.total_tokens, response.cost_usd)
 
     # -- the roads -------------------------------------------------------------------------
 

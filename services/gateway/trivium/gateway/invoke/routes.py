@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Controller, Request, post
+from litestar import Controller, Request, Response, post
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import TriviumError
@@ -48,10 +48,13 @@ class InvokeController(Controller):
     )
     async def invoke(
         self, request: Request[Any, Any, Any], feature: str, data: InvokeRequest
-    ) -> InvokeResponse | EventStream:
+    ) -> Response[InvokeResponse] | EventStream:
         here = serving(request)
+        caller = await here.authenticator.for_feature(request.headers.get("authorization"), feature)
         invoker = here.invoker
-        call = invoker.resolve(feature, data, here.policies.current, REQUEST_ID.get() or "")
+        call = invoker.resolve(feature, data, here.policies.current, REQUEST_ID.get() or "", caller)
         if not data.stream:
-            return await invoker.invoke(call)
-        return EventStream(_sse(await start_stream(invoker.stream(call))))
+            answer = await invoker.invoke(call)
+            return Response(answer, headers=call.rate_limit_headers())
+        events = await start_stream(invoker.stream(call))
+        return EventStream(_sse(events), call.rate_limit_headers())

@@ -1,4 +1,5 @@
-"""What the invoke routes need (the invoker and the policy), in one object in app state.
+"""What the invoke routes need (the invoker, the policy, who calls), in one object in app
+state.
 
 Read from `request.app.state` rather than through dependency injection: with several
 dependencies Litestar resolves them in an anyio task group, three tasks per request, which
@@ -12,6 +13,7 @@ from typing import Any
 
 from litestar import Request
 
+from trivium.gateway.callers import Authenticator
 from trivium.gateway.invoke.pipeline import Invoker
 from trivium.gateway.policy import PolicyHolder
 
@@ -22,6 +24,7 @@ __all__ = ("Serving", "serving")
 class Serving:
     invoker: Invoker
     policies: PolicyHolder
+    authenticator: Authenticator
 
 
 def serving(request: Request[Any, Any, Any]) -> Serving:

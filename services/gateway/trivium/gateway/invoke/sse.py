@@ -53,11 +53,13 @@ class EventStream(Stream):
     """`text/event-stream` whatever the route's declared media type (Litestar would otherwise
     let a JSON route's default win over the response's own)."""
 
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
+    def __init__(
+        self, content: AsyncIterator[bytes], headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(
             content,
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
         )
 
     def to_asgi_response(

@@ -32,7 +32,7 @@ OWN_ARM = "(feature)"
 """The arm of a feature without variants (a variant name cannot contain parentheses)."""
 
 _ASSIGNED = ("route", "upstream", "template", "adapter")
-_OTHER_SETTINGS = ("retrieval", "limits", "cache", "temperature")
+_OTHER_SETTINGS = ("retrieval", "limits", "callers", "cache", "temperature")
 
 
 class Change(msgspec.Struct, frozen=True):
@@ -77,7 +77,8 @@ class FeatureDiff(msgspec.Struct, frozen=True):
     fallback: EntryChanges = EntryChanges()
     shadow: EntryChanges = EntryChanges()
     other_settings: list[str] = []
-    """Changed settings that do not move traffic: retrieval, limits, cache, temperature."""
+    """Changed settings that do not move traffic: retrieval, limits, callers, cache,
+    temperature."""
 
 
 class PolicySide(msgspec.Struct, frozen=True):

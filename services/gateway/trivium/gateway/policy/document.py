@@ -182,6 +182,18 @@ class LimitsFile(_File):
     timeout_s: float = Field(default=30.0, gt=0, le=600)
 
 
+class CallersFile(_File):
+    """Per-key limits on this feature, beside each key's own (every replica counts together)."""
+
+    rpm_per_key: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Requests per window any one key may send to this feature; unset: only the key's."""
+    tpm_per_key: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    """Tokens per window any one key may spend on this feature; unset: only the key's."""
+    on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"
+    """When the shared counters cannot be reached: fail_open admits under a local
+    per-process limit (counted), fail_closed answers 503."""
+
+
 class ResponseCacheFile(_File):
     ttl_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     """Unset: the gateway's `cache.default_ttl_s`."""
@@ -244,6 +256,8 @@ class FeatureDocument(_File):
     adapter: Reference | None = None
     retrieval: RetrievalFile | None = None
     limits: LimitsFile = LimitsFile()
+    callers: CallersFile = CallersFile()
+    """Per-key limits on this feature, and what to do when Redis is down."""
     variants: Variants = {}
     shadow: list[Text] = []
     """Variant names or roads run on a copy of the request, off the response path."""

@@ -15,6 +15,7 @@ __all__ = (
     "MODEL_FREE",
     "ROADS",
     "Arm",
+    "Callers",
     "Feature",
     "FusionWeights",
     "GpuPrice",
@@ -90,6 +91,14 @@ class Limits(msgspec.Struct, frozen=True):
     timeout_s: float = 30.0
 
 
+class Callers(msgspec.Struct, frozen=True):
+    """Per-key limits on one feature (beside each key's own), and the Redis-down policy."""
+
+    rpm_per_key: int | None = None
+    tpm_per_key: int | None = None
+    on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"
+
+
 class ResponseCache(msgspec.Struct, frozen=True):
     ttl_s: int | None = None
     """Unset: the gateway's `cache.default_ttl_s`."""
@@ -140,6 +149,7 @@ class Feature(msgspec.Struct, frozen=True, dict=True):
     adapter: str | None = None
     retrieval: Retrieval | None = None
     limits: Limits = Limits()
+    callers: Callers = Callers()
     variants: dict[str, Variant] = {}
     shadow: tuple[str, ...] = ()
     """Variant names or roads run on a copy of the request, off the response path."""

@@ -22,6 +22,7 @@ from trivium.gateway.policy.errors import PolicyIssue
 from trivium.gateway.policy.model import (
     ROADS,
     Arm,
+    Callers,
     Feature,
     FusionWeights,
     GpuPrice,
@@ -90,6 +91,11 @@ class _Resolver:
                 max_input_chars=body.limits.max_input_chars,
                 max_tokens=body.limits.max_tokens,
                 timeout_s=body.limits.timeout_s,
+            ),
+            callers=Callers(
+                rpm_per_key=body.callers.rpm_per_key,
+                tpm_per_key=body.callers.tpm_per_key,
+                on_redis_down=body.callers.on_redis_down,
             ),
             variants={
                 variant: self.variant(spec, f"{path}.variants.{variant}")

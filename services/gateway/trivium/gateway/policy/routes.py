@@ -12,7 +12,7 @@ from litestar import Controller, Request, get, post
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import PayloadTooLargeError, UnsupportedMediaTypeError
-from trivium.common.http.auth import ACTOR_DEPENDENCY
+from trivium.gateway.callers.auth import ACTOR, require_scope
 from trivium.gateway.policy.check import PolicyReport, check_policy
 from trivium.gateway.policy.holder import LoadedPolicy, PolicyHolder, ReloadOutcome
 from trivium.gateway.policy.model import Feature, Upstream
@@ -46,8 +46,9 @@ class PolicyView(msgspec.Struct):
 class PolicyController(Controller):
     path = "/v1"
     tags = ["policy"]
+    guards = [require_scope]
 
-    @get("/policy", sync_to_thread=False)
+    @get("/policy", opt={"scope": "read"}, sync_to_thread=False)
     def show(self, policy: LoadedPolicy) -> PolicyView:
         return PolicyView(
             version=policy.policy.version,
@@ -60,13 +61,13 @@ class PolicyController(Controller):
 
     @post(
         "/policy:validate",
+        opt={"scope": "read"},
         status_code=HTTP_200_OK,
         request_max_body_size=MAX_POLICY_BYTES,
         summary="Check a policy (YAML or JSON body) as a reload would, applying nothing; "
         "422 lists every error, 200 the hash it would have and its warnings",
     )
     async def validate(self, request: Request[Any, Any, Any]) -> PolicyReport:
-        # Open like GET /v1/policy; once API keys with scopes exist, this needs `read`.
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type not in POLICY_MEDIA_TYPES:
             raise UnsupportedMediaTypeError(
@@ -86,7 +87,8 @@ class PolicyController(Controller):
     @post(
         "/policy:reload",
         status_code=HTTP_200_OK,
-        dependencies={"actor": ACTOR_DEPENDENCY},
+        opt={"scope": "policy:reload"},
+        dependencies={"actor": ACTOR},
         summary="Reload the policy file now; 422 lists every error and keeps the old policy",
     )
     async def reload(self, policy_holder: PolicyHolder, actor: str) -> ReloadOutcome:

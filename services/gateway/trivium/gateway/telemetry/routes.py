@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 
+from trivium.gateway.callers.auth import require_scope
 from trivium.gateway.telemetry.stats import StatsRecorder, StatsSummary
 
 __all__ = ("StatsController",)
@@ -18,9 +19,12 @@ class StatsController(Controller):
 
     path = "/v1/stats"
     tags = ["stats"]
+    guards = [require_scope]
 
     @get(
-        summary="Count, error rate, P50/P95/P99 latency, mean cost and tokens per feature",
+        opt={"scope": "read"},
+        summary="Count, error rate, P50/P95/P99 latency, mean cost and tokens per feature "
+        "(and per caller key with group_by=key)",
         description="503 `stats_unavailable` with Retry-After (`dependency: redis`) while the "
         "shared window cannot be read; never a partial answer.",
     )
@@ -34,5 +38,9 @@ class StatsController(Controller):
                 pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
             ),
         ] = None,
+        group_by: Annotated[
+            Literal["key"] | None,
+            Parameter(description="key: add per caller key name totals (`keys`)"),
+        ] = None,
     ) -> StatsSummary:
-        return await stats.summary(feature)
+        return await stats.summary(feature, group_by_key=group_by == "key")

@@ -5,6 +5,7 @@
 (`slot = floor(t / slot_s)`), expiring `window_s + slot_s` after its last write:
 
     <prefix>:stats:<slot>   fields "<feature>|<route>|<variant>|<stat>"
+                            and "@key|<key name>||<stat>" per caller key (`group_by=key`)
 
 with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum) and `b<i>`
 (latency bucket counts). Feature and variant names never contain "|" (policy names are
@@ -62,6 +63,8 @@ RATIO = 1.1
 _LOG_RATIO = math.log(RATIO)
 TOP_BUCKET = math.ceil(math.log(HIGH_MS / LOW_MS) / _LOG_RATIO) + 1
 """Bucket 0 holds < 1 ms, bucket i in 1..TOP-1 holds [1.1^(i-1), 1.1^i) ms, TOP holds the rest."""
+KEY_GROUP = "@key"
+"""The feature slot of per-key entries (no feature name starts with '@')."""
 MAX_BUFFERED = 10_000
 """Buffered (slot, feature, route, variant) entries kept across failed flushes."""
 
@@ -106,11 +109,13 @@ class RouteStats(WindowStats, frozen=True):
     """Per named variant of the experiment; empty when only the feature itself ran."""
 
 
-class StatsSummary(msgspec.Struct, frozen=True):
+class StatsSummary(msgspec.Struct, frozen=True, omit_defaults=True):
     window_s: int
     generated_at: datetime
     features: dict[str, dict[str, RouteStats]]
     """feature -> route (road) -> stats."""
+    keys: dict[str, WindowStats] | None = None
+    """With `group_by=key`: caller key name -> stats (requests with a key only)."""
 
 
 class _Acc:
@@ -209,6 +214,12 @@ class StatsRecorder:
         index = bucket_index(seconds * 1000.0)
         acc.buckets[index] = acc.buckets.get(index, 0) + 1
 
+    def observe_key(
+        self, name: str, seconds: float, ok: bool, cost_usd: float, tokens: int
+    ) -> None:
+        """Record one finished request of caller key `name` (an operator-chosen name)."""
+        self.observe(KEY_GROUP, name, None, seconds, ok, cost_usd, tokens)
+
     def _slot_key(self, slot: int) -> str:
         return f"{self.prefix}:stats:{slot}"
 
@@ -267,8 +278,9 @@ class StatsRecorder:
         slots = max(math.ceil(self.window_s / self.slot_s), 1)
         return int(self.clock() // self.slot_s) - slots + 1
 
-    async def summary(self, feature: str | None = None) -> StatsSummary:
-        """Merge the window's slots from Redis; `feature` keeps only that feature."""
+    async def summary(self, feature: str | None = None, group_by_key: bool = False) -> StatsSummary:
+        """Merge the window's slots from Redis; `feature` keeps only that feature;
+        `group_by_key` adds the per-key totals."""
         first = self._first_slot()
         slots = range(first, first + max(math.ceil(self.window_s / self.slot_s), 1))
         pipe = self.client.pipeline(transaction=False)
@@ -285,11 +297,18 @@ class StatsRecorder:
             ) from exc
         self._throttle.reset("summary")
         merged: dict[tuple[str, str, str], _Acc] = {}
+        keys: dict[str, _Acc] = {}
         for fields in hashes:
             for raw_field, raw_value in fields.items():
                 name, _, stat = raw_field.decode().rpartition("|")
                 parts = name.split("|")
-                if len(parts) != 3 or (feature is not None and parts[0] != feature):
+                if len(parts) != 3:
+                    continue
+                if parts[0] == KEY_GROUP:
+                    if group_by_key:
+                        _add_field(keys.setdefault(parts[1], _Acc()), stat, raw_value)
+                    continue
+                if feature is not None and parts[0] != feature:
                     continue
                 key = (parts[0], parts[1], parts[2])
                 acc = merged.get(key)
@@ -300,6 +319,9 @@ class StatsRecorder:
             window_s=self.window_s,
             generated_at=datetime.fromtimestamp(self.clock(), UTC),
             features=_group(merged),
+            keys={name: acc.stats() for name, acc in sorted(keys.items())}
+            if group_by_key
+            else None,
         )
 
     def start(self) -> None:

@@ -8,7 +8,7 @@ from litestar import Controller, Response, get, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from trivium.common.http.auth import ACTOR_DEPENDENCY
+from trivium.gateway.callers.auth import ACTOR, require_scope
 from trivium.gateway.templates.schemas import (
     DiffResponse,
     PromoteRequest,
@@ -26,19 +26,22 @@ from trivium.registry.templates import TemplateRenderer
 __all__ = ("TemplateController",)
 
 Name = Annotated[str, Parameter(max_length=64, description="template name")]
+READ = {"scope": "read"}
+WRITE = {"scope": "templates:write"}
 Label = Annotated[str, Parameter(max_length=32, description="label, e.g. production")]
 
 
 class TemplateController(Controller):
     path = "/v1/templates"
     tags = ["templates"]
-    dependencies = {"actor": ACTOR_DEPENDENCY}
+    guards = [require_scope]
+    dependencies = {"actor": ACTOR}
 
-    @get("/")
+    @get("/", opt=READ)
     async def list_templates(self, templates: Registry) -> list[ArtifactSummary]:
         return await templates.list()
 
-    @get("/{name:str}")
+    @get("/{name:str}", opt=READ)
     async def show(self, templates: Registry, name: Name) -> TemplateDetail:
         versions = await templates.versions(name)
         summaries = [
@@ -46,15 +49,15 @@ class TemplateController(Controller):
         ]
         return TemplateDetail(name, await templates.labels(name), summaries)
 
-    @get("/{name:str}/versions/{version:int}")
+    @get("/{name:str}/versions/{version:int}", opt=READ)
     async def get_version(self, templates: Registry, name: Name, version: int) -> ArtifactVersion:
         return await templates.get(name, version)
 
-    @get("/{name:str}/labels/{label:str}")
+    @get("/{name:str}/labels/{label:str}", opt=READ)
     async def resolve_label(self, templates: Registry, name: Name, label: Label) -> ArtifactVersion:
         return await templates.resolve(f"{name}@{label}")
 
-    @post("/{name:str}/versions")
+    @post("/{name:str}/versions", opt=WRITE)
     async def publish(
         self, templates: Registry, actor: str, name: Name, data: PublishRequest
     ) -> Response[PublishResponse]:
@@ -65,7 +68,7 @@ class TemplateController(Controller):
             status_code=HTTP_201_CREATED if result.created else HTTP_200_OK,
         )
 
-    @put("/{name:str}/labels/{label:str}")
+    @put("/{name:str}/labels/{label:str}", opt=WRITE)
     async def promote(
         self, templates: Registry, actor: str, name: Name, label: Label, data: PromoteRequest
     ) -> LabelMove:
@@ -73,7 +76,7 @@ class TemplateController(Controller):
             name, label, data.version, expected_current=data.expected_current, actor=actor
         )
 
-    @post("/{name:str}/labels/{label:str}/rollback", status_code=HTTP_200_OK)
+    @post("/{name:str}/labels/{label:str}/rollback", opt=WRITE, status_code=HTTP_200_OK)
     async def rollback(
         self, templates: Registry, actor: str, name: Name, label: Label, data: RollbackRequest
     ) -> LabelMove:
@@ -81,7 +84,7 @@ class TemplateController(Controller):
             name, label, expected_current=data.expected_current, actor=actor
         )
 
-    @get("/{name:str}/history")
+    @get("/{name:str}/history", opt=READ)
     async def history(
         self,
         templates: Registry,
@@ -90,7 +93,7 @@ class TemplateController(Controller):
     ) -> list[AuditEntry]:
         return await templates.history(name, limit)
 
-    @get("/{name:str}/diff")
+    @get("/{name:str}/diff", opt=READ)
     async def diff(
         self,
         templates: Registry,
@@ -100,7 +103,7 @@ class TemplateController(Controller):
     ) -> DiffResponse:
         return DiffResponse(name, old, new, await templates.diff(name, old, new))
 
-    @post("/{name:str}/render", status_code=HTTP_200_OK)
+    @post("/{name:str}/render", opt=READ, status_code=HTTP_200_OK)
     async def render(
         self, templates: Registry, renderer: TemplateRenderer, name: Name, data: RenderRequest
     ) -> RenderResponse:
