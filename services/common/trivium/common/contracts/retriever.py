@@ -9,6 +9,7 @@ import msgspec
 __all__ = (
     "COLLECTION_NAME_PATTERN",
     "MAX_RERANK_TOP",
+    "METADATA_KEY_PATTERN",
     "POINT_ID_PATTERN",
     "CollectionCreate",
     "CollectionStats",
@@ -28,6 +29,7 @@ __all__ = (
 )
 
 COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 POINT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 """A chunk's point id (a UUID); `DocumentPage.next_offset` is one."""
 MAX_RERANK_TOP = 500
@@ -64,7 +66,7 @@ class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
     source: Annotated[str, msgspec.Meta(max_length=4096)] = ""
     """Where the document came from (a URI or path), returned with every hit."""
     metadata: dict[
-        Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{1,64}$")], MetadataValue
+        Annotated[str, msgspec.Meta(pattern=METADATA_KEY_PATTERN)], MetadataValue
     ] = {}
 
 

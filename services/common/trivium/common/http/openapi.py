@@ -14,7 +14,9 @@ else a service answers is stated here, in one place every service uses:
   struct with `forbid_unknown_fields` gets `additionalProperties: false`), `constrain(...)`
   (a limit read from the deployment's settings, such as `maximum` of `k`), `add_content(...)`
   (a second media type of an answer, such as `text/event-stream`), `define(...)` (a
-  component written as JSON Schema).
+  member written as JSON Schema), `unions_as_any_of` (Litestar states a union as `oneOf`,
+  which refuses a value two branches accept, such as `0` for `int | float`; msgspec takes any
+  branch that fits).
 * `answer_options_with_every_method(app)`: Litestar 2 gives each path's automatic OPTIONS
   handler the methods of the first route handler registered on it (litestar#4169, fixed in
   3.0), so `Allow` omits the others; this gives it every method of the path.
@@ -51,6 +53,7 @@ __all__ = (
     "openapi_config",
     "problem_responses",
     "refuse_unknown_fields",
+    "unions_as_any_of",
 )
 
 SchemaPatch = Callable[[dict[str, Any]], None]
@@ -165,21 +168,55 @@ def openapi_config(
     )
 
 
-def _struct_types(root: type[msgspec.Struct] = msgspec.Struct) -> Iterator[type[msgspec.Struct]]:
-    for sub in root.__subclasses__():
-        yield sub
-        yield from _struct_types(sub)
+def _structs_within(info: msgspec.inspect.Type, seen: set[type]) -> Iterator[type[msgspec.Struct]]:
+    if isinstance(info, msgspec.inspect.StructType):
+        if info.cls in seen:
+            return
+        seen.add(info.cls)
+        yield info.cls
+        for field in info.fields:
+            yield from _structs_within(field.type, seen)
+        return
+    for value in vars(info).values() if hasattr(info, "__dict__") else _slots(info):
+        for inner in value if isinstance(value, tuple) else (value,):
+            if isinstance(inner, msgspec.inspect.Type):
+                yield from _structs_within(inner, seen)
 
 
-def refuse_unknown_fields(document: dict[str, Any]) -> None:
-    """`additionalProperties: false` on each component that is a struct refusing unknown fields."""
-    forbidding: dict[str, bool] = {}
-    for struct in _struct_types():
-        refuses = bool(struct.__struct_config__.forbid_unknown_fields)
-        forbidding[struct.__name__] = forbidding.get(struct.__name__, True) and refuses
-    for name, schema in document.get("components", {}).get("schemas", {}).items():
-        if forbidding.get(name) and schema.get("type") == "object":
-            schema["additionalProperties"] = False
+def _slots(info: msgspec.inspect.Type) -> Iterator[Any]:
+    for klass in type(info).__mro__:
+        for name in getattr(klass, "__slots__", ()):
+            yield getattr(info, name, None)
+
+
+def refuse_unknown_fields(*request_structs: type[msgspec.Struct]) -> SchemaPatch:
+    """`additionalProperties: false` on each struct within `request_structs` (the routes'
+    bodies) that refuses unknown fields."""
+    seen: set[type] = set()
+    refusing = {
+        struct.__name__
+        for info in msgspec.inspect.multi_type_info(request_structs)
+        for struct in _structs_within(info, seen)
+        if struct.__struct_config__.forbid_unknown_fields
+    }
+
+    def patch(document: dict[str, Any]) -> None:
+        schemas = document.get("components", {}).get("schemas", {})
+        for name in refusing & set(schemas):
+            schemas[name]["additionalProperties"] = False
+
+    return patch
+
+
+def unions_as_any_of(document: Any) -> None:
+    if isinstance(document, dict):
+        if "oneOf" in document:
+            document["anyOf"] = document.pop("oneOf")
+        for value in document.values():
+            unions_as_any_of(value)
+    elif isinstance(document, list):
+        for value in document:
+            unions_as_any_of(value)
 
 
 def _branches(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:

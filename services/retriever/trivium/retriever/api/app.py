@@ -10,7 +10,13 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from trivium.common.contracts.retriever import MAX_RERANK_TOP
+from trivium.common.contracts.retriever import (
+    MAX_RERANK_TOP,
+    METADATA_KEY_PATTERN,
+    CollectionCreate,
+    IngestRequest,
+    SearchRequest,
+)
 from trivium.common.http.openapi import (
     SchemaPatch,
     answer_options_with_every_method,
@@ -18,9 +24,11 @@ from trivium.common.http.openapi import (
     define,
     openapi_config,
     refuse_unknown_fields,
+    unions_as_any_of,
 )
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.retriever.api.health import readyz
 from trivium.retriever.api.routes import CollectionController
@@ -94,6 +102,7 @@ def create_app(
         state=State({"settings": settings, "admin_tokens": settings.retriever.admin_tokens}),
         middleware=[RequestIdMiddleware, http_metrics_middleware("retriever")],
         exception_handlers=PROBLEM_EXCEPTION_HANDLERS,
+        before_request=decode_body_strictly,
         request_max_body_size=settings.retriever.max_request_bytes,
         openapi_config=openapi_config("Trivium retriever", *schema_patches(settings, retriever)),
         logging_config=None,
@@ -105,7 +114,8 @@ def schema_patches(settings: RetrieverSettings, retriever: RetrieverService) -> 
     """What the OpenAPI schema cannot learn from the types: this deployment's limits."""
     section = settings.retriever
     return [
-        refuse_unknown_fields,
+        refuse_unknown_fields(CollectionCreate, IngestRequest, SearchRequest),
+        unions_as_any_of,
         define("SearchRequest", "filter", FILTER_JSON_SCHEMA),
         constrain("SearchRequest", "k", maximum=section.search.max_k),
         constrain("SearchRequest", "query", maxLength=section.search.max_query_chars),
@@ -117,5 +127,6 @@ def schema_patches(settings: RetrieverSettings, retriever: RetrieverService) -> 
             + ("" if retriever.reranker is not None else " (none is configured here)"),
         ),
         constrain("SearchRequest", "rerank_top", maximum=MAX_RERANK_TOP),
+        constrain("DocumentIn", "metadata", propertyNames={"pattern": METADATA_KEY_PATTERN}),
         constrain("IngestRequest", "documents", maxItems=section.max_documents_per_request),
     ]

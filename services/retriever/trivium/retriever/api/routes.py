@@ -29,9 +29,7 @@ __all__ = ("CollectionController",)
 Collection = Annotated[
     str, Parameter(pattern=COLLECTION_NAME_PATTERN, max_length=63, description="collection name")
 ]
-DocumentPath = Annotated[
-    str, Parameter(min_length=1, max_length=257, description="document id; may contain '/'")
-]
+DocumentPath = Annotated[str, Parameter(description="document id; may contain '/'")]
 
 
 class CollectionController(Controller):

@@ -150,12 +150,12 @@ _KEY_SCHEMA = {
     ]
 }
 _CONDITION_SCHEMA = {
-    "oneOf": [
+    "anyOf": [
         _condition_schema("match", {"anyOf": [{"type": "string"}, _INTEGER, {"type": "boolean"}]}),
         _condition_schema(
             "any",
             {
-                "oneOf": [
+                "anyOf": [
                     {
                         "type": "array",
                         "items": item,
@@ -178,7 +178,7 @@ _CONDITION_SCHEMA = {
     ]
 }
 FILTER_JSON_SCHEMA: dict[str, Any] = {
-    "oneOf": [
+    "anyOf": [
         {
             "type": "object",
             "description": "conditions on payload keys: all of must, any of should, none of must_not",
