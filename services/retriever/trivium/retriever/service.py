@@ -212,8 +212,8 @@ class RetrieverService:
 
     def _check_documents(self, documents: Sequence[DocumentIn]) -> None:
         section = self.settings
-        if len(documents) > section.max_documents_per_request:
-            raise PayloadTooLargeError(
+        if len(documents) > section.max_documents_per_request:  # the schema's maxItems
+            raise InvalidInputError(
                 f"at most {section.max_documents_per_request} documents per request",
                 field="documents",
             )

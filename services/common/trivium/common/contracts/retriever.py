@@ -10,6 +10,7 @@ __all__ = (
     "COLLECTION_NAME_PATTERN",
     "MAX_RERANK_TOP",
     "METADATA_KEY_PATTERN",
+    "NON_BLANK_PATTERN",
     "POINT_ID_PATTERN",
     "CollectionCreate",
     "CollectionStats",
@@ -35,7 +36,13 @@ POINT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 MAX_RERANK_TOP = 500
 CollectionName = Annotated[str, msgspec.Meta(pattern=COLLECTION_NAME_PATTERN)]
 DocumentId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-NonBlank = Annotated[str, msgspec.Meta(pattern=r"\S", description="not empty nor only spaces")]
+_SPACES = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NON_BLANK_PATTERN = f"[^{_SPACES}]"
+"""Holds a character that is not white space, for Python's `str.isspace` and for JSON Schema's
+(ECMA-262) `\\s` alike: the two disagree on some characters, so `\\S` would not do."""
+NonBlank = Annotated[
+    str, msgspec.Meta(pattern=NON_BLANK_PATTERN, description="not empty nor only white space")
+]
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Quantization = Literal["none", "int8"]
 MetadataValue = str | int | float | bool | list[str | int] | None
@@ -65,9 +72,7 @@ class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
     title: Annotated[str, msgspec.Meta(max_length=1024)] = ""
     source: Annotated[str, msgspec.Meta(max_length=4096)] = ""
     """Where the document came from (a URI or path), returned with every hit."""
-    metadata: dict[
-        Annotated[str, msgspec.Meta(pattern=METADATA_KEY_PATTERN)], MetadataValue
-    ] = {}
+    metadata: dict[Annotated[str, msgspec.Meta(pattern=METADATA_KEY_PATTERN)], MetadataValue] = {}
 
 
 class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -10,8 +10,9 @@ else a service answers is stated here, in one place every service uses:
   the app's `OpenAPIConfig`.
 * `openapi_config(title, *patches)`: the app's `OpenAPIConfig`; `/schema/openapi.json` (and
   `/schema`) serve the generated document after `patches` ran over it once. Litestar cannot
-  state some things from types alone, so patches do: `refuse_unknown_fields` (every msgspec
-  struct with `forbid_unknown_fields` gets `additionalProperties: false`), `constrain(...)`
+  state some things from types alone, so patches do: `describe_structs(*bodies)` (each
+  msgspec struct with `forbid_unknown_fields` gets `additionalProperties: false`; bounds of 0,
+  which Litestar drops, are stated), `constrain(...)`
   (a limit read from the deployment's settings, such as `maximum` of `k`), `add_content(...)`
   (a second media type of an answer, such as `text/event-stream`), `define(...)` (a
   member written as JSON Schema), `unions_as_any_of` (Litestar states a union as `oneOf`,
@@ -49,10 +50,10 @@ __all__ = (
     "answer_options_with_every_method",
     "constrain",
     "define",
+    "describe_structs",
     "openai_error_responses",
     "openapi_config",
     "problem_responses",
-    "refuse_unknown_fields",
     "unions_as_any_of",
 )
 
@@ -189,23 +190,51 @@ def _slots(info: msgspec.inspect.Type) -> Iterator[Any]:
             yield getattr(info, name, None)
 
 
-def refuse_unknown_fields(*request_structs: type[msgspec.Struct]) -> SchemaPatch:
-    """`additionalProperties: false` on each struct within `request_structs` (the routes'
-    bodies) that refuses unknown fields."""
+def describe_structs(*request_structs: type[msgspec.Struct]) -> SchemaPatch:
+    """What Litestar leaves out of the components of `request_structs` (the routes' bodies) and
+    the structs within them: `additionalProperties: false` where unknown fields are refused,
+    and bounds of 0 (`ge=0`, `gt=0`), which it drops."""
     seen: set[type] = set()
-    refusing = {
-        struct.__name__
+    structs = [
+        struct
         for info in msgspec.inspect.multi_type_info(request_structs)
         for struct in _structs_within(info, seen)
-        if struct.__struct_config__.forbid_unknown_fields
-    }
+    ]
 
     def patch(document: dict[str, Any]) -> None:
         schemas = document.get("components", {}).get("schemas", {})
-        for name in refusing & set(schemas):
-            schemas[name]["additionalProperties"] = False
+        for struct in structs:
+            schema = schemas.get(struct.__name__)
+            if schema is None:
+                continue
+            if struct.__struct_config__.forbid_unknown_fields:
+                schema["additionalProperties"] = False
+            info = msgspec.inspect.type_info(struct)
+            assert isinstance(info, msgspec.inspect.StructType)
+            for field in info.fields:
+                bounds = _zero_bounds(field.type)
+                if bounds and field.encode_name in schema.get("properties", {}):
+                    for branch in _branches(schema["properties"][field.encode_name]):
+                        if branch.get("type") in ("integer", "number", None):
+                            branch.update(bounds)
 
     return patch
+
+
+_ZERO_BOUNDS = {
+    "ge": "minimum",
+    "gt": "exclusiveMinimum",
+    "le": "maximum",
+    "lt": "exclusiveMaximum",
+}
+
+
+def _zero_bounds(info: msgspec.inspect.Type) -> dict[str, int]:
+    if isinstance(info, msgspec.inspect.UnionType):
+        return {k: v for member in info.types for k, v in _zero_bounds(member).items()}
+    if isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        return {keyword: 0 for name, keyword in _ZERO_BOUNDS.items() if getattr(info, name) == 0}
+    return {}
 
 
 def unions_as_any_of(document: Any) -> None:

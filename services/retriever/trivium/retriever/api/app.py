@@ -22,19 +22,19 @@ from trivium.common.http.openapi import (
     answer_options_with_every_method,
     constrain,
     define,
+    describe_structs,
     openapi_config,
-    refuse_unknown_fields,
     unions_as_any_of,
 )
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
-from trivium.common.http.strict_body import decode_body_strictly
 from trivium.common.http.request_id import RequestIdMiddleware
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.retriever.api.health import readyz
 from trivium.retriever.api.routes import CollectionController
 from trivium.retriever.config import RetrieverSettings
-from trivium.retriever.search.filters import FILTER_JSON_SCHEMA
 from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.search.filters import FILTER_JSON_SCHEMA
 from trivium.retriever.search.rerank import Reranker
 from trivium.retriever.service import RetrieverService
 from trivium.retriever.store.base import VectorStore
@@ -114,7 +114,7 @@ def schema_patches(settings: RetrieverSettings, retriever: RetrieverService) -> 
     """What the OpenAPI schema cannot learn from the types: this deployment's limits."""
     section = settings.retriever
     return [
-        refuse_unknown_fields(CollectionCreate, IngestRequest, SearchRequest),
+        describe_structs(CollectionCreate, IngestRequest, SearchRequest),
         unions_as_any_of,
         define("SearchRequest", "filter", FILTER_JSON_SCHEMA),
         constrain("SearchRequest", "k", maximum=section.search.max_k),

@@ -111,6 +111,8 @@ def _parse_condition(raw: Any, path: str) -> Condition:
 
 
 def _scalar(value: object, where: str) -> Scalar:
+    if isinstance(value, float) and value.is_integer():  # 3.0 is an integer in JSON Schema
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if not INT64[0] <= value <= INT64[1]:
             raise InvalidInputError("an integer must fit in 64 bits", field=where)
@@ -181,7 +183,7 @@ FILTER_JSON_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {
             "type": "object",
-            "description": "conditions on payload keys: all of must, any of should, none of must_not",
+            "description": "payload conditions: all of must, any of should, none of must_not",
             "properties": {
                 clause: {"type": "array", "items": _CONDITION_SCHEMA, "maxItems": MAX_CONDITIONS}
                 for clause in _CLAUSES
