@@ -53,7 +53,7 @@ def fuzz(base_url: str, headers: dict[str, str]) -> list[str]:
         {
             "headers": headers,
             "workers": 1,
-            "generation": {"max-examples": EXAMPLES_PER_OPERATION},
+            "generation": {"max-examples": EXAMPLES_PER_OPERATION, "database": "none"},
             "operations": CHECK_ALLOWANCES,
         }
     )
