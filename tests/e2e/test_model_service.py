@@ -188,11 +188,13 @@ def test_adapters_register_promote_serve_rollback(
 
 
 def test_registering_a_directory_that_is_not_an_adapter(http: httpx.Client, tmp_path: Path) -> None:
-    response = http.post("/v1/adapters", json={"name": "bogus", "path": str(tmp_path)})
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert "adapter_config.json" in error["message"]
-    assert error["param"] == "path"
+    """The path is well-formed (the schema allows any); no adapter is found there: 404."""
+    for path in (tmp_path, tmp_path / "missing", tmp_path / ("x" * 300)):
+        response = http.post("/v1/adapters", json={"name": "bogus", "path": str(path)})
+        assert response.status_code == 404, response.text
+        error = response.json()["error"]
+        assert "adapter_config.json" in error["message"]
+        assert (error["param"], error["code"]) == ("path", "adapter_not_found")
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:

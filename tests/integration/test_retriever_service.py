@@ -24,6 +24,7 @@ from trivium.common.errors import (
     PayloadTooLargeError,
 )
 from trivium.retriever.config import RetrieverSection
+from trivium.retriever.indexing.documents import content_hash
 from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
 from trivium.retriever.search.rerank import Reranker
 from trivium.retriever.service import RetrieverService
@@ -274,13 +275,21 @@ async def test_bad_documents_are_refused_before_any_write(kb: RetrieverService) 
     with pytest.raises(PayloadTooLargeError) as too_big:
         await kb.ingest("kb", [DOCS[0], big])
     assert too_big.value.field == "documents[1].text"
-    with pytest.raises(InvalidInputError) as twice:
-        await kb.ingest("kb", [DOCS[0], DOCS[0]])
-    assert twice.value.field == "documents[1].id"
     with pytest.raises(InvalidInputError) as empty:
         await kb.ingest("kb", [DocumentIn(id="e", text=" \n ")])
     assert empty.value.field == "documents[0].text"
     assert (await kb.stats("kb")).points == before.points
+
+
+async def test_of_two_documents_with_one_id_the_later_is_kept(kb: RetrieverService) -> None:
+    """A batch is upserts in order (JSON Schema cannot say "ids unique", so it is not a 400)."""
+    first, later = DocumentIn(id="dup", text="first words"), DocumentIn(id="dup", text="later")
+    result = await kb.ingest("kb", [first, later])
+    assert (result.added, result.updated, result.unchanged) == (["dup"], [], [])
+    page = await kb.list_documents("kb", limit=100, offset=None)
+    [kept] = [doc for doc in page.documents if doc.id == "dup"]
+    assert kept.content_hash == content_hash(later, kb.recipe)
+    assert (await kb.ingest("kb", [later])).unchanged == ["dup"]
 
 
 async def test_a_collection_of_another_dimension_is_refused(

@@ -43,10 +43,22 @@ def test_valid_filter_parses_into_conditions() -> None:
         ({"should": [{"key": "doc_id", "range": {"near": 1}}]}, "filter.should[0].range.near"),
         ({"should": [{"key": "doc_id", "range": {"gt": True}}]}, "filter.should[0].range.gt"),
         ({"must_not": [{"key": "doc_id", "match": "a", "boost": 2}]}, "filter.must_not[0].boost"),
-        ({"must": [{"key": "doc_id", "match": "a"}] * 65}, "filter"),
+        ({"must": [{"key": "doc_id", "match": "a"}] * 65}, "filter.must"),
+        ({"must": [{"key": "chunk_index", "match": 2**63}]}, "filter.must[0].match"),
+        ({"must": [{"key": "chunk_index", "any": [1, -(2**63) - 1]}]}, "filter.must[0].any[1]"),
     ],
 )
 def test_malformed_filters_name_the_field(raw: object, field: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         parse_filter(raw)
     assert caught.value.field == field
+
+
+def test_limits_are_per_clause_and_integral_numbers_are_integers() -> None:
+    """As the OpenAPI schema states them (`FILTER_JSON_SCHEMA`): 64 conditions per clause, and
+    `3.0` is the integer 3."""
+    many = [{"key": "doc_id", "match": "a"}] * 64
+    spec = parse_filter({"must": many, "should": many, "must_not": many})
+    assert len(spec.must) == len(spec.should) == len(spec.must_not) == 64
+    spec = parse_filter({"must": [{"key": "chunk_index", "any": [1, 3.0]}]})
+    assert spec.must[0].any == (1, 3)

@@ -10,21 +10,37 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi.config import OpenAPIConfig
 from prometheus_client import Gauge
 
 from trivium.common.aio import cancel_and_wait
 from trivium.common.http.openai_errors import OPENAI_EXCEPTION_HANDLERS
+from trivium.common.http.openapi import (
+    SchemaPatch,
+    add_content,
+    answer_options_with_every_method,
+    define,
+    describe_structs,
+    openapi_config,
+    unions_as_any_of,
+)
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.request_id import RequestIdMiddleware
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.common.redis import open_redis
 from trivium.model.adapters import ADAPTER_KIND, AdapterStore
 from trivium.model.adapters.manager import AdapterManager
-from trivium.model.adapters.routes import AdapterController
+from trivium.model.adapters.routes import (
+    AdapterController,
+    PromoteRequest,
+    RegisterRequest,
+    RollbackRequest,
+    SelectorRequest,
+)
 from trivium.model.config import ModelSettings
 from trivium.model.engines.factory import build_engine
 from trivium.model.engines.transformers_engine import TransformersEngine
 from trivium.model.health import readyz
+from trivium.model.openai.protocol import ChatCompletionRequest, CompletionRequest
 from trivium.model.openai.routes import OpenAIController
 from trivium.model.openai.serving import OpenAIServing
 from trivium.model.vllm.engine import VllmEngine
@@ -84,7 +100,7 @@ def create_app(settings: ModelSettings | None = None) -> Litestar:
             await engine.close()
 
     openai_routes = VllmOpenAIController if on_vllm else OpenAIController
-    return Litestar(
+    app = Litestar(
         route_handlers=[openai_routes, AdapterController, PrometheusController, healthz, readyz],
         dependencies={
             "adapters": _from_state("adapters"),
@@ -96,9 +112,42 @@ def create_app(settings: ModelSettings | None = None) -> Litestar:
         state=State({"settings": settings, "admin_tokens": settings.model.admin_tokens}),
         middleware=[RequestIdMiddleware, http_metrics_middleware("model")],
         exception_handlers=OPENAI_EXCEPTION_HANDLERS,
+        before_request=decode_body_strictly,
         request_max_body_size=settings.model.max_request_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Trivium model service", version="0.1.0", path="/schema"
-        ),
+        openapi_config=openapi_config("Trivium model service", *SCHEMA_PATCHES),
         logging_config=None,
     )
+    return answer_options_with_every_method(app)
+
+
+_NON_EMPTY = {"type": "string", "minLength": 1}
+_STOP = {
+    "anyOf": [
+        _NON_EMPTY,
+        {"type": "array", "items": _NON_EMPTY, "maxItems": 4},
+        {"type": "null"},
+    ]
+}
+_PROMPT = {
+    "anyOf": [_NON_EMPTY, {"type": "array", "items": _NON_EMPTY, "minItems": 1, "maxItems": 1}]
+}
+_EVENTS = {"type": "string", "description": "server-sent events: `data: {chunk}`, `data: [DONE]`"}
+SCHEMA_PATCHES: list[SchemaPatch] = [
+    describe_structs(
+        ChatCompletionRequest,
+        CompletionRequest,
+        RegisterRequest,
+        SelectorRequest,
+        PromoteRequest,
+        RollbackRequest,
+    ),
+    unions_as_any_of,
+    define("ChatCompletionRequest", "stop", _STOP),
+    define("CompletionRequest", "stop", _STOP),
+    define("CompletionRequest", "prompt", _PROMPT),
+    add_content("/v1/chat/completions", "post", 200, "text/event-stream", _EVENTS),
+    add_content("/v1/completions", "post", 200, "text/event-stream", _EVENTS),
+]
+"""What the OpenAPI schema cannot learn from the types: the streamed answers, the unions of
+constrained strings (Litestar drops their bounds). The OpenAI requests accept unknown fields on
+purpose: clients send many."""

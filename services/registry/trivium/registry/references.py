@@ -8,12 +8,27 @@ import msgspec
 
 from trivium.registry.errors import MalformedReferenceError
 
-__all__ = ("DEFAULT_LABEL", "Reference", "parse_reference", "validate_label", "validate_name")
+__all__ = (
+    "DEFAULT_LABEL",
+    "LABEL_PATTERN",
+    "MAX_VERSION",
+    "NAME_PATTERN",
+    "SELECTOR_PATTERN",
+    "Reference",
+    "parse_reference",
+    "validate_label",
+    "validate_name",
+)
 
 DEFAULT_LABEL = "production"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _LABEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
+NAME_PATTERN = f"^{_NAME.pattern}$"
+LABEL_PATTERN = f"^{_LABEL.pattern}$"
+SELECTOR_PATTERN = f"^(?:{_LABEL.pattern}|{_VERSION.pattern})$"
+"""What follows `@` in a reference: a label or a version."""
+MAX_VERSION = 999_999_999
 
 
 class Reference(msgspec.Struct, frozen=True):

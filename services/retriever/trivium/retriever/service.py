@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trivium.common.contracts.retriever import (
+    MAX_RERANK_TOP,
     CollectionCreate,
     CollectionStats,
     DeleteResult,
@@ -153,7 +154,9 @@ class RetrieverService:
     # -- documents -----------------------------------------------------------------------
 
     async def ingest(self, name: str, documents: Sequence[DocumentIn]) -> IngestResult:
+        """Upsert `documents` in order: of two with one id, the later is the one kept."""
         self._check_documents(documents)
+        documents = list({doc.id: doc for doc in documents}.values())
         await self._require_compatible(name)
         async with self._write_locks[name]:
             hashes = {doc.id: content_hash(doc, self.recipe) for doc in documents}
@@ -209,18 +212,12 @@ class RetrieverService:
 
     def _check_documents(self, documents: Sequence[DocumentIn]) -> None:
         section = self.settings
-        if len(documents) > section.max_documents_per_request:
-            raise PayloadTooLargeError(
+        if len(documents) > section.max_documents_per_request:  # the schema's maxItems
+            raise InvalidInputError(
                 f"at most {section.max_documents_per_request} documents per request",
                 field="documents",
             )
-        seen: set[str] = set()
         for i, doc in enumerate(documents):
-            if doc.id in seen:
-                raise InvalidInputError(
-                    f"document id {doc.id!r} appears twice", field=f"documents[{i}].id"
-                )
-            seen.add(doc.id)
             size = len(doc.text.encode())
             if size > section.max_document_bytes:
                 raise PayloadTooLargeError(
@@ -396,9 +393,11 @@ class RetrieverService:
                     "this retriever has no re-ranker (set retriever.rerank.model_dir)",
                     field="rerank",
                 )
-            if not request.k <= rerank_top <= 500:
-                raise InvalidInputError("rerank_top must be between k and 500", field="rerank_top")
-        return rerank_top
+            if not 1 <= rerank_top <= MAX_RERANK_TOP:
+                raise InvalidInputError(
+                    f"rerank_top must be between 1 and {MAX_RERANK_TOP}", field="rerank_top"
+                )
+        return max(rerank_top, request.k)
 
     async def _rerank(
         self, query: str, hits: list[SearchHit], points: list[Scored]

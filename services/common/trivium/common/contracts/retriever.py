@@ -7,6 +7,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = (
+    "COLLECTION_NAME_PATTERN",
+    "MAX_RERANK_TOP",
+    "METADATA_KEY_PATTERN",
+    "NON_BLANK_PATTERN",
+    "POINT_ID_PATTERN",
     "CollectionCreate",
     "CollectionStats",
     "DeleteResult",
@@ -24,8 +29,20 @@ __all__ = (
     "SearchScores",
 )
 
-CollectionName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
+POINT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+"""A chunk's point id (a UUID); `DocumentPage.next_offset` is one."""
+MAX_RERANK_TOP = 500
+CollectionName = Annotated[str, msgspec.Meta(pattern=COLLECTION_NAME_PATTERN)]
 DocumentId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_SPACES = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NON_BLANK_PATTERN = f"[^{_SPACES}]"
+"""Holds a character that is not white space, for Python's `str.isspace` and for JSON Schema's
+(ECMA-262) `\\s` alike: the two disagree on some characters, so `\\S` would not do."""
+NonBlank = Annotated[
+    str, msgspec.Meta(pattern=NON_BLANK_PATTERN, description="not empty nor only white space")
+]
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Quantization = Literal["none", "int8"]
 MetadataValue = str | int | float | bool | list[str | int] | None
@@ -51,17 +68,16 @@ class CollectionStats(msgspec.Struct):
 
 class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
     id: DocumentId
-    text: str
+    text: NonBlank
     title: Annotated[str, msgspec.Meta(max_length=1024)] = ""
     source: Annotated[str, msgspec.Meta(max_length=4096)] = ""
     """Where the document came from (a URI or path), returned with every hit."""
-    metadata: dict[
-        Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{1,64}$")], MetadataValue
-    ] = {}
+    metadata: dict[Annotated[str, msgspec.Meta(pattern=METADATA_KEY_PATTERN)], MetadataValue] = {}
 
 
 class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
     documents: Annotated[list[DocumentIn], msgspec.Meta(min_length=1)]
+    """Upserted in order: of two documents with one id, the later is the one kept."""
 
 
 class IngestResult(msgspec.Struct):
@@ -99,13 +115,16 @@ class FusionWeights(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
-    query: str
-    k: int = 10
+    query: NonBlank
+    k: Annotated[int, msgspec.Meta(ge=1)] = 10
+    """At most the service's `search.max_k` (its schema states it)."""
     mode: SearchMode = "hybrid"
     filter: dict[str, Any] | None = None
+    """`{must|should|must_not: [{key, match|any|range}]}`; the schema states the grammar."""
     rerank: bool = False
-    rerank_top: int | None = None
-    """How many fused candidates the cross-encoder re-scores; unset: the service's default."""
+    rerank_top: Annotated[int, msgspec.Meta(ge=1, le=MAX_RERANK_TOP)] | None = None
+    """How many fused candidates the cross-encoder re-scores (never fewer than `k`); unset:
+    the service's default."""
     weights: FusionWeights | None = None
     """Hybrid fusion weights for this search; unset: the service's defaults."""
 

@@ -11,22 +11,34 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from trivium.common.http.auth import ACTOR_DEPENDENCY
+from trivium.common.http.openapi import ADMIN_SECURITY, openai_error_responses
 from trivium.model.adapters.manager import AdapterManager
 from trivium.model.adapters.store import AdapterStore
 from trivium.registry import ArtifactVersion, AuditEntry, LabelMove
+from trivium.registry.references import (
+    LABEL_PATTERN,
+    MAX_VERSION,
+    NAME_PATTERN,
+    SELECTOR_PATTERN,
+)
 
 __all__ = ("AdapterController",)
 
-Name = Annotated[str, Parameter(max_length=64, description="adapter name")]
-Label = Annotated[str, Parameter(max_length=32, description="label, e.g. production")]
-Version = Annotated[int, msgspec.Meta(ge=1)]
+Name = Annotated[str, Parameter(pattern=NAME_PATTERN, description="adapter name")]
+Label = Annotated[str, Parameter(pattern=LABEL_PATTERN, description="label, e.g. production")]
+Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
+NameField = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
+LabelField = Annotated[str, msgspec.Meta(pattern=LABEL_PATTERN)]
+READ_ERRORS = openai_error_responses(400, 404, 503)
+WRITE_ERRORS = openai_error_responses(400, 401, 404, 409, 413, 503)
 
 
 class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    name: NameField
     path: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    """A PEFT adapter directory on the model service's host."""
     metadata: dict[str, Any] = {}
-    promote: str | None = None
+    promote: LabelField | None = None
 
 
 class RegisterResponse(msgspec.Struct):
@@ -38,7 +50,8 @@ class RegisterResponse(msgspec.Struct):
 
 
 class SelectorRequest(msgspec.Struct, forbid_unknown_fields=True):
-    selector: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "production"
+    selector: Annotated[str, msgspec.Meta(pattern=SELECTOR_PATTERN)] = "production"
+    """A label or a version."""
 
 
 class LoadState(msgspec.Struct):
@@ -48,7 +61,7 @@ class LoadState(msgspec.Struct):
 
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
     version: Version
-    expected_current: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    expected_current: Annotated[int, msgspec.Meta(ge=0, le=MAX_VERSION)] | None = None
 
 
 class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -67,7 +80,7 @@ class AdapterController(Controller):
     tags = ["adapters"]
     dependencies = {"actor": ACTOR_DEPENDENCY}
 
-    @get("/")
+    @get("/", responses=openai_error_responses(503))
     async def list_adapters(self, adapters: AdapterManager) -> list[AdapterSummary]:
         loaded = adapters.engine.loaded_adapters()
         return [
@@ -80,7 +93,7 @@ class AdapterController(Controller):
             for s in await adapters.registry.list()
         ]
 
-    @post("/")
+    @post("/", security=ADMIN_SECURITY, responses=WRITE_ERRORS)
     async def register(
         self, actor: str, store: AdapterStore, data: RegisterRequest
     ) -> Response[RegisterResponse]:
@@ -93,18 +106,25 @@ class AdapterController(Controller):
         )
         return Response(body, status_code=HTTP_201_CREATED if result.created else HTTP_200_OK)
 
-    @get("/{name:str}/versions")
+    @get("/{name:str}/versions", responses=READ_ERRORS)
     async def versions(self, adapters: AdapterManager, name: Name) -> list[ArtifactVersion]:
         return await adapters.registry.versions(name)
 
-    @post("/{name:str}/load", status_code=HTTP_200_OK)
+    @post(
+        "/{name:str}/load", status_code=HTTP_200_OK, security=ADMIN_SECURITY, responses=WRITE_ERRORS
+    )
     async def load(
         self, actor: str, adapters: AdapterManager, name: Name, data: SelectorRequest
     ) -> LoadState:
         adapter_id = await adapters.resolve(f"{name}@{data.selector}")
         return LoadState(adapter_id or name, loaded=True)
 
-    @post("/{name:str}/unload", status_code=HTTP_200_OK)
+    @post(
+        "/{name:str}/unload",
+        status_code=HTTP_200_OK,
+        security=ADMIN_SECURITY,
+        responses=WRITE_ERRORS,
+    )
     async def unload(
         self, actor: str, adapters: AdapterManager, name: Name, data: SelectorRequest
     ) -> LoadState:
@@ -113,7 +133,7 @@ class AdapterController(Controller):
         await adapters.unload(adapter_id)
         return LoadState(adapter_id, loaded=False)
 
-    @put("/{name:str}/labels/{label:str}")
+    @put("/{name:str}/labels/{label:str}", security=ADMIN_SECURITY, responses=WRITE_ERRORS)
     async def promote(
         self,
         actor: str,
@@ -128,7 +148,12 @@ class AdapterController(Controller):
         adapters.changed.set()
         return move
 
-    @post("/{name:str}/labels/{label:str}/rollback", status_code=HTTP_200_OK)
+    @post(
+        "/{name:str}/labels/{label:str}/rollback",
+        status_code=HTTP_200_OK,
+        security=ADMIN_SECURITY,
+        responses=WRITE_ERRORS,
+    )
     async def rollback(
         self,
         actor: str,
@@ -143,6 +168,6 @@ class AdapterController(Controller):
         adapters.changed.set()
         return move
 
-    @get("/{name:str}/history")
+    @get("/{name:str}/history", responses=READ_ERRORS)
     async def history(self, adapters: AdapterManager, name: Name) -> list[AuditEntry]:
         return await adapters.registry.history(name)

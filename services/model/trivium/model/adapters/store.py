@@ -14,10 +14,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from trivium.common.errors import NotFoundError
 from trivium.registry import PublishResult, Registry
 from trivium.registry.errors import InvalidArtifactError
 
-__all__ = ("AdapterStore", "adapter_identity")
+__all__ = ("AdapterNotFoundError", "AdapterStore", "adapter_identity")
+
+
+class AdapterNotFoundError(NotFoundError):
+    code = "adapter_not_found"
+
 
 _WEIGHT_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
@@ -25,9 +31,13 @@ _WEIGHT_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_mo
 def adapter_identity(adapter_dir: Path) -> dict[str, Any]:
     """Base model, rank, target modules and a sha256 over the config and weights."""
     config_path = adapter_dir / "adapter_config.json"
-    if not config_path.is_file():
-        raise InvalidArtifactError(
-            f"{adapter_dir} is not a PEFT adapter directory (no adapter_config.json)", field="path"
+    try:
+        found = config_path.is_file()
+    except OSError:  # a name too long for the file system, say
+        found = False
+    if not found:
+        raise AdapterNotFoundError(
+            f"no PEFT adapter at {adapter_dir} (no adapter_config.json)", field="path"
         )
     try:
         config = json.loads(config_path.read_text())

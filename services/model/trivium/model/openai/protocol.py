@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -18,12 +18,16 @@ __all__ = (
     "CompletionResponse",
     "ModelCard",
     "ModelList",
+    "TextPart",
     "Usage",
 )
 
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 TopP = Annotated[float, msgspec.Meta(gt=0, le=1)]
 MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=32_768)]
+StopSequence = Annotated[str, msgspec.Meta(min_length=1)]
+Prompt = Annotated[str, msgspec.Meta(min_length=1)]
+Stop = StopSequence | Annotated[list[StopSequence], msgspec.Meta(max_length=4)]
 
 
 class StreamOptions(msgspec.Struct):
@@ -36,9 +40,11 @@ class _Sampling(msgspec.Struct, kw_only=True):
     max_completion_tokens: MaxTokens | None = None
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
-    stop: str | list[str] | None = None
+    stop: Stop | None = None
+    """Up to 4 non-empty sequences."""
     seed: int | None = None
-    n: int = 1
+    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
+    """Only one choice per request."""
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -55,28 +61,26 @@ class _Sampling(msgspec.Struct, kw_only=True):
             raise InvalidInputError("stop: up to 4 non-empty sequences", field="stop")
         return tuple(stops)
 
-    def check(self) -> None:
-        if self.n != 1:
-            raise InvalidInputError("only n=1 is supported", field="n")
-
     def token_budget(self, default: int) -> int:
         return self.max_completion_tokens or self.max_tokens or default
 
 
+class TextPart(msgspec.Struct):
+    """A content part; only text is supported."""
+
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessageIn(msgspec.Struct):
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[dict[str, Any]]
+    content: str | list[TextPart]
     name: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, str):
             return self.content
-        parts = []
-        for part in self.content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise InvalidInputError("only text content parts are supported", field="messages")
-            parts.append(part["text"])
-        return "".join(parts)
+        return "".join(part.text for part in self.content)
 
 
 class ChatCompletionRequest(_Sampling, kw_only=True):
@@ -84,7 +88,8 @@ class ChatCompletionRequest(_Sampling, kw_only=True):
 
 
 class CompletionRequest(_Sampling, kw_only=True):
-    prompt: str | list[str]
+    prompt: Prompt | Annotated[list[Prompt], msgspec.Meta(min_length=1, max_length=1)]
+    """One prompt per request."""
     echo: bool = False
 
     def single_prompt(self) -> str:

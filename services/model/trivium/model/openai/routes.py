@@ -13,6 +13,7 @@ from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK
 
+from trivium.common.http.openapi import openai_error_responses
 from trivium.model.adapters.manager import AdapterManager
 from trivium.model.openai.metrics import REQUESTS
 from trivium.model.openai.protocol import (
@@ -25,10 +26,11 @@ from trivium.model.openai.protocol import (
 )
 from trivium.model.openai.serving import OpenAIServing, Prepared
 
-__all__ = ("EventStream", "OpenAIController", "model_list")
+__all__ = ("COMPLETION_ERRORS", "EventStream", "OpenAIController", "model_list")
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+COMPLETION_ERRORS = openai_error_responses(400, 404, 413, 503, 504)
 
 
 class EventStream(Stream):
@@ -70,7 +72,7 @@ class OpenAIController(Controller):
     path = "/v1"
     tags = ["openai"]
 
-    @post("/chat/completions", status_code=HTTP_200_OK)
+    @post("/chat/completions", status_code=HTTP_200_OK, responses=COMPLETION_ERRORS)
     async def chat_completions(
         self, request: Request[Any, Any, Any], serving: OpenAIServing, data: ChatCompletionRequest
     ) -> ChatCompletionResponse | EventStream:
@@ -79,7 +81,7 @@ class OpenAIController(Controller):
             return EventStream(serving.stream(prepared, data.include_usage))
         return await _unless_disconnected(request, prepared, serving.chat_response(prepared))
 
-    @post("/completions", status_code=HTTP_200_OK)
+    @post("/completions", status_code=HTTP_200_OK, responses=COMPLETION_ERRORS)
     async def completions(
         self, request: Request[Any, Any, Any], serving: OpenAIServing, data: CompletionRequest
     ) -> CompletionResponse | EventStream:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from trivium.common.errors import TriviumError
+from trivium.common.errors import InvalidInputError, TriviumError
 from trivium.common.http.openai_errors import openai_error_chunk
 from trivium.model.adapters.manager import AdapterManager
 from trivium.model.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
@@ -50,12 +50,10 @@ class OpenAIServing:
         self.request_timeout_s = request_timeout_s
 
     async def prepare_chat(self, request: ChatCompletionRequest) -> Prepared:
-        request.check()
         messages = [ChatMessage(m.role, m.text()) for m in request.messages]
         return await self._prepare(request, self.engine.render_chat(messages), "chat")
 
     async def prepare_completion(self, request: CompletionRequest) -> Prepared:
-        request.check()
         return await self._prepare(request, request.single_prompt(), "completions")
 
     async def _prepare(
@@ -65,6 +63,10 @@ class OpenAIServing:
         stops = request.stop_sequences()
         adapter = await self.adapters.resolve(request.model)
         prompt_ids = self.engine.encode_prompt(prompt)
+        if not prompt_ids:
+            raise InvalidInputError(
+                "the prompt is empty", field="messages" if endpoint == "chat" else "prompt"
+            )
         window = self.engine.context_window
         room = window - len(prompt_ids)
         max_tokens = request.token_budget(default=max(room, 0))

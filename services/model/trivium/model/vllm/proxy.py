@@ -16,7 +16,7 @@ from trivium.common.http.openai_errors import openai_error_chunk
 from trivium.model.adapters.manager import AdapterManager
 from trivium.model.openai.metrics import LATENCY, REQUESTS, TOKENS
 from trivium.model.openai.protocol import ChatCompletionRequest, CompletionRequest, ModelList
-from trivium.model.openai.routes import EventStream, model_list
+from trivium.model.openai.routes import COMPLETION_ERRORS, EventStream, model_list
 from trivium.model.vllm.client import UpstreamResponse, rewrite_model
 from trivium.model.vllm.engine import VllmEngine
 
@@ -46,7 +46,6 @@ class VllmProxy:
         path: str,
         data: ChatCompletionRequest | CompletionRequest,
     ) -> Response[Any] | EventStream:
-        data.check()
         data.stop_sequences()
         started = time.monotonic()
         adapter = await self.adapters.resolve(data.model)
@@ -101,13 +100,13 @@ class VllmOpenAIController(Controller):
     path = "/v1"
     tags = ["openai"]
 
-    @post("/chat/completions", status_code=HTTP_200_OK)
+    @post("/chat/completions", status_code=HTTP_200_OK, responses=COMPLETION_ERRORS)
     async def chat_completions(
         self, request: Request[Any, Any, Any], proxy: VllmProxy, data: ChatCompletionRequest
     ) -> Response[Any] | EventStream:
         return await proxy.forward(request, "/v1/chat/completions", data)
 
-    @post("/completions", status_code=HTTP_200_OK)
+    @post("/completions", status_code=HTTP_200_OK, responses=COMPLETION_ERRORS)
     async def completions(
         self, request: Request[Any, Any, Any], proxy: VllmProxy, data: CompletionRequest
     ) -> Response[Any] | EventStream:

@@ -9,15 +9,32 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi.config import OpenAPIConfig
 
+from trivium.common.contracts.retriever import (
+    MAX_RERANK_TOP,
+    METADATA_KEY_PATTERN,
+    CollectionCreate,
+    IngestRequest,
+    SearchRequest,
+)
+from trivium.common.http.openapi import (
+    SchemaPatch,
+    answer_options_with_every_method,
+    constrain,
+    define,
+    describe_structs,
+    openapi_config,
+    unions_as_any_of,
+)
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.retriever.api.health import readyz
 from trivium.retriever.api.routes import CollectionController
 from trivium.retriever.config import RetrieverSettings
 from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
+from trivium.retriever.search.filters import FILTER_JSON_SCHEMA
 from trivium.retriever.search.rerank import Reranker
 from trivium.retriever.service import RetrieverService
 from trivium.retriever.store.base import VectorStore
@@ -78,14 +95,38 @@ def create_app(
     def provide_retriever() -> RetrieverService:
         return retriever
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[CollectionController, PrometheusController, healthz, readyz],
         dependencies={"retriever": Provide(provide_retriever, sync_to_thread=False)},
         lifespan=[lifespan],
         state=State({"settings": settings, "admin_tokens": settings.retriever.admin_tokens}),
         middleware=[RequestIdMiddleware, http_metrics_middleware("retriever")],
         exception_handlers=PROBLEM_EXCEPTION_HANDLERS,
+        before_request=decode_body_strictly,
         request_max_body_size=settings.retriever.max_request_bytes,
-        openapi_config=OpenAPIConfig(title="Trivium retriever", version="0.1.0", path="/schema"),
+        openapi_config=openapi_config("Trivium retriever", *schema_patches(settings, retriever)),
         logging_config=None,
     )
+    return answer_options_with_every_method(app)
+
+
+def schema_patches(settings: RetrieverSettings, retriever: RetrieverService) -> list[SchemaPatch]:
+    """What the OpenAPI schema cannot learn from the types: this deployment's limits."""
+    section = settings.retriever
+    return [
+        describe_structs(CollectionCreate, IngestRequest, SearchRequest),
+        unions_as_any_of,
+        define("SearchRequest", "filter", FILTER_JSON_SCHEMA),
+        constrain("SearchRequest", "k", maximum=section.search.max_k),
+        constrain("SearchRequest", "query", maxLength=section.search.max_query_chars),
+        constrain(
+            "SearchRequest",
+            "rerank",
+            **({} if retriever.reranker is not None else {"enum": [False]}),
+            description="re-rank with the cross-encoder"
+            + ("" if retriever.reranker is not None else " (none is configured here)"),
+        ),
+        constrain("SearchRequest", "rerank_top", maximum=MAX_RERANK_TOP),
+        constrain("DocumentIn", "metadata", propertyNames={"pattern": METADATA_KEY_PATTERN}),
+        constrain("IngestRequest", "documents", maxItems=section.max_documents_per_request),
+    ]

@@ -9,6 +9,8 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from trivium.common.contracts.retriever import (
+    COLLECTION_NAME_PATTERN,
+    POINT_ID_PATTERN,
     CollectionCreate,
     CollectionStats,
     DeleteResult,
@@ -19,28 +21,38 @@ from trivium.common.contracts.retriever import (
     SearchResponse,
 )
 from trivium.common.http.auth import ACTOR_DEPENDENCY
+from trivium.common.http.openapi import ADMIN_SECURITY, problem_responses
 from trivium.retriever.service import RetrieverService
 
 __all__ = ("CollectionController",)
 
-Collection = Annotated[str, Parameter(max_length=63, description="collection name")]
+Collection = Annotated[
+    str, Parameter(pattern=COLLECTION_NAME_PATTERN, max_length=63, description="collection name")
+]
+DocumentPath = Annotated[str, Parameter(description="document id; may contain '/'")]
 
 
 class CollectionController(Controller):
     path = "/v1/collections"
     tags = ["collections"]
 
-    @get("/")
+    @get("/", responses=problem_responses(400))
     async def list_collections(self, retriever: RetrieverService) -> list[CollectionStats]:
         return await retriever.collections()
 
-    @post("/", status_code=HTTP_201_CREATED, dependencies={"actor": ACTOR_DEPENDENCY})
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        dependencies={"actor": ACTOR_DEPENDENCY},
+        security=ADMIN_SECURITY,
+        responses=problem_responses(400, 401, 409, 413),
+    )
     async def create(
         self, retriever: RetrieverService, data: CollectionCreate, actor: str
     ) -> CollectionStats:
         return await retriever.create_collection(data)
 
-    @get("/{collection:str}")
+    @get("/{collection:str}", responses=problem_responses(400, 404))
     async def stats(self, retriever: RetrieverService, collection: Collection) -> CollectionStats:
         return await retriever.stats(collection)
 
@@ -48,6 +60,8 @@ class CollectionController(Controller):
         "/{collection:str}",
         status_code=HTTP_204_NO_CONTENT,
         dependencies={"actor": ACTOR_DEPENDENCY},
+        security=ADMIN_SECURITY,
+        responses=problem_responses(400, 401, 404),
     )
     async def drop(self, retriever: RetrieverService, collection: Collection, actor: str) -> None:
         await retriever.drop_collection(collection)
@@ -56,6 +70,8 @@ class CollectionController(Controller):
         "/{collection:str}/documents",
         status_code=HTTP_200_OK,
         dependencies={"actor": ACTOR_DEPENDENCY},
+        security=ADMIN_SECURITY,
+        responses=problem_responses(400, 401, 404, 409, 413),
     )
     async def ingest(
         self, retriever: RetrieverService, collection: Collection, data: IngestRequest, actor: str
@@ -63,13 +79,16 @@ class CollectionController(Controller):
         """Batch upsert, idempotent by document id and content hash."""
         return await retriever.ingest(collection, data.documents)
 
-    @get("/{collection:str}/documents")
+    @get("/{collection:str}/documents", responses=problem_responses(400, 404))
     async def list_documents(
         self,
         retriever: RetrieverService,
         collection: Collection,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        offset: Annotated[str | None, Parameter(max_length=64)] = None,
+        offset: Annotated[
+            str | None,
+            Parameter(pattern=POINT_ID_PATTERN, description="a page's `next_offset`"),
+        ] = None,
     ) -> DocumentPage:
         return await retriever.list_documents(collection, limit, offset)
 
@@ -77,14 +96,20 @@ class CollectionController(Controller):
         "/{collection:str}/documents/{doc_id:path}",
         status_code=HTTP_200_OK,
         dependencies={"actor": ACTOR_DEPENDENCY},
+        security=ADMIN_SECURITY,
+        responses=problem_responses(400, 401, 404),
     )
     async def delete_document(
-        self, retriever: RetrieverService, collection: Collection, doc_id: str, actor: str
+        self, retriever: RetrieverService, collection: Collection, doc_id: DocumentPath, actor: str
     ) -> Response[DeleteResult]:
         """Delete every chunk of one document; ids may contain '/'."""
         return Response(await retriever.delete_document(collection, doc_id.lstrip("/")))
 
-    @post("/{collection:str}/search", status_code=HTTP_200_OK)
+    @post(
+        "/{collection:str}/search",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(400, 404, 413),
+    )
     async def search(
         self, retriever: RetrieverService, collection: Collection, data: SearchRequest
     ) -> SearchResponse:

@@ -1,0 +1,177 @@
+"""Schemathesis against the retriever and the model service, as a client author would run it.
+
+Each service is a real process started with an admin token; schemathesis loads its
+`/schema/openapi.json` and runs every phase (examples, coverage, fuzzing, stateful) with every
+check, once with the admin token and once without, at most `EXAMPLES_PER_OPERATION` generated
+cases per operation. Every failure of every check fails the test, except what
+`CHECK_ALLOWANCES` states, each with its reason.
+
+Schemathesis runs through its engine (what its CLI runs), not its pytest plugin: the plugin's
+lazy loader (`schemathesis.pytest.from_fixture`), needed for a schema served by a fixture's
+process, sets `Node._nodeid`, which pytest 9.2 no longer has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+import schemathesis.engine
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events
+
+from tests.e2e.conftest import ServiceProcess, start_service, trivium_env
+from trivium.common.redis_server import RedisServerProcess
+
+ADMIN_TOKEN = "fuzz-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+EXAMPLES_PER_OPERATION = 20
+
+POSITIVE_DATA_ACCEPTANCE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+CHECK_ALLOWANCES: list[dict[str, Any]] = [
+    {
+        # A completion request the schema allows is refused with 400 `context_length_exceeded`
+        # when its prompt's tokens plus `max_tokens` exceed the model's context window: a count
+        # of tokens, which no schema can state (OpenAI's API answers the same 400). Every
+        # other check, and every other status, holds on these operations.
+        "include-path-regex": "^/v1/(chat/)?completions$",
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_DEFAULT, "400"]
+            }
+        },
+    },
+]
+
+
+def fuzz(base_url: str, headers: dict[str, str]) -> list[str]:
+    """Schemathesis's whole run over the service's schema: one line per distinct failure."""
+    config = SchemathesisConfig.from_dict(
+        {
+            "headers": headers,
+            "workers": 1,
+            "generation": {"max-examples": EXAMPLES_PER_OPERATION, "database": "none"},
+            "operations": CHECK_ALLOWANCES,
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{base_url}/schema/openapi.json", config=config)
+    found: dict[tuple[str, ...], str] = {}
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, events.NonFatalError | events.FatalError):
+            found[("error", str(event))] = f"schemathesis could not run: {event}"
+        if isinstance(event, events.ScenarioFinished):
+            recorder = event.recorder
+            for case_id, checks in recorder.checks.items():
+                for check in checks:
+                    info = check.failure_info
+                    if info is None:
+                        continue
+                    failure = info.failure
+                    key = (failure.operation or recorder.label, check.name, failure.title)
+                    interaction = recorder.interactions.get(case_id)
+                    answer = interaction.response if interaction is not None else None
+                    said = (
+                        ""
+                        if answer is None
+                        else f"\n-> {answer.status_code} {answer.content[:500]!r}"
+                    )
+                    found.setdefault(
+                        key, f"{' / '.join(key)}\n{failure.message}\n{info.code_sample}{said}"
+                    )
+    return list(found.values())
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    tmp = tmp_path_factory.mktemp("fuzz-retriever")
+    env = trivium_env(
+        tmp,
+        None,
+        TRIVIUM_RETRIEVER__STORE__OPTIMIZE_AFTER_S="0.2",
+        TRIVIUM_RETRIEVER__EMBEDDING__TORCH_THREADS="1",
+        TRIVIUM_RETRIEVER__ADMIN_TOKENS=f'{{"fuzz": "{ADMIN_TOKEN}"}}',
+    )
+    service = start_service(tmp, ["retriever", "serve"], "RETRIEVER", env)
+    with service.client() as http:
+        http.post("/v1/collections", json={"name": "docs"}, headers=ADMIN).raise_for_status()
+        http.post(
+            "/v1/collections/docs/documents",
+            json={"documents": [{"id": "refunds", "text": "Refunds take five days."}]},
+            headers=ADMIN,
+        ).raise_for_status()
+    yield service
+    assert service.stop() == 0, service.log_path.read_text()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def model_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServerProcess,
+    tiny: dict[str, Path],
+) -> Iterator[ServiceProcess]:
+    tmp = tmp_path_factory.mktemp("fuzz-model")
+    env = trivium_env(
+        tmp,
+        redis_server.url,
+        TRIVIUM_MODEL__TRANSFORMERS__BASE_MODEL_DIR=str(tiny["base"]),
+        TRIVIUM_MODEL__TRANSFORMERS__TORCH_THREADS="1",
+        TRIVIUM_MODEL__ADMIN_TOKENS=f'{{"fuzz": "{ADMIN_TOKEN}"}}',
+    )
+    service = start_service(tmp, ["model", "serve"], "MODEL", env)
+    yield service
+    assert service.stop() == 0, service.log_path.read_text()[-2000:]
+
+
+@pytest.mark.parametrize("headers", [ADMIN, {}], ids=["admin-token", "no-token"])
+def test_retriever_answers_as_its_schema_says(
+    retriever: ServiceProcess, headers: dict[str, str]
+) -> None:
+    failures = fuzz(retriever.base_url, headers)
+    assert not failures, "\n\n".join(failures)
+    assert "internal error" not in retriever.log_path.read_text()
+
+
+@pytest.mark.parametrize("headers", [ADMIN, {}], ids=["admin-token", "no-token"])
+def test_model_service_answers_as_its_schema_says(
+    model_service: ServiceProcess, headers: dict[str, str]
+) -> None:
+    failures = fuzz(model_service.base_url, headers)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_an_empty_offset_is_a_400_naming_it(retriever: ServiceProcess) -> None:
+    with retriever.client() as http:
+        response = http.get("/v1/collections/docs/documents", params={"offset": ""})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["field"] == "offset"
+
+
+def test_the_retriever_schema_states_its_errors_and_limits(retriever: ServiceProcess) -> None:
+    with retriever.client() as http:
+        document = http.get("/schema/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert schemas["SearchRequest"]["additionalProperties"] is False
+    assert schemas["SearchRequest"]["properties"]["k"]["maximum"] == 100
+    assert schemas["SearchRequest"]["properties"]["rerank"]["enum"] == [False]  # no re-ranker
+    ingest = document["paths"]["/v1/collections/{collection}/documents"]["post"]
+    assert set(ingest["responses"]) == {"200", "400", "401", "404", "409", "413"}
+    assert ingest["security"] == [{"bearer": []}]
+    problem = ingest["responses"]["404"]["content"]["application/problem+json"]["schema"]
+    assert problem == {"$ref": "#/components/schemas/ProblemDetails"}
+    with retriever.client() as http:
+        assert http.options("/v1/collections").headers["allow"] == "GET, OPTIONS, POST"
+
+
+def test_the_model_service_schema_states_its_errors(model_service: ServiceProcess) -> None:
+    with model_service.client() as http:
+        document = http.get("/schema/openapi.json").json()
+    chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert set(chat) == {"200", "400", "404", "413", "503", "504"}
+    assert set(chat["200"]["content"]) == {"application/json", "text/event-stream"}
+    error = chat["404"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/OpenAIErrorBody"}
+    assert document["components"]["schemas"]["RegisterRequest"]["additionalProperties"] is False
