@@ -146,6 +146,17 @@ def test_budget_series_follow_the_utc_periods_and_go_with_the_key() -> None:
     metrics.forget("k1")  # twice is harmless
 
 
+def test_spend_read_just_before_the_day_turned_is_still_rolled() -> None:
+    metrics = CallerMetrics()
+    name = f"late-{new_key_id()}"
+    metrics.roll_periods(("20260201", "202602"))
+    # An admission that computed its periods before midnight and answered after it.
+    metrics.spend("k2", name, ("20260131", "202601"), (10.0, 50.0), (9_000_000, 40_000_000))
+    metrics.roll_periods(("20260201", "202602"))
+    assert _budget_series(name)[("trivium_caller_spend_usd", "day")] == 0.0
+    assert _budget_series(name)[("trivium_caller_spend_usd", "month")] == 0.0
+
+
 def test_a_revoked_key_does_not_take_the_series_of_the_key_now_holding_its_name() -> None:
     metrics = CallerMetrics()
     name = f"reused-{new_key_id()}"

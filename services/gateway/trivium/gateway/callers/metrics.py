@@ -77,6 +77,8 @@ class CallerMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple[str, str], tuple[Counter, Counter, Counter, Counter]] = {}
         self._budgeted: dict[str, _Budgeted] = {}
+        self._current: tuple[str, str] | None = None
+        """The periods every entry was read in or rolled to (None: some entry may be older)."""
         self._rejections = {
             reason: REJECTIONS.labels(reason=reason)
             for reason in (
@@ -128,6 +130,8 @@ class CallerMetrics:
         day's and month's names) as the limiter just read it."""
         periods = tuple(p for p, b in zip(_PERIODS, budgets, strict=True) if b is not None)
         self._budgeted[key_id] = _Budgeted(name, periods, current)
+        if current != self._current:
+            self._current = None
         for period, budget, spent in zip(_PERIODS, budgets, spent_micro_usd, strict=True):
             if budget is not None:
                 BUDGET.labels(name, period).set(budget)
@@ -135,7 +139,11 @@ class CallerMetrics:
 
     def roll_periods(self, current: tuple[str, str]) -> None:
         """The UTC day or month turned: spend read in an earlier one reads 0 until the key's
-        next admission reads the new period's."""
+        next admission reads the new period's. Called often: a no-op unless something
+        changed."""
+        if current == self._current:
+            return
+        self._current = current
         for entry in self._budgeted.values():
             if entry.current == current:
                 continue
