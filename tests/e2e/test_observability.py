@@ -3,14 +3,17 @@
 A dashboard that looks right but queries nothing is the failure this module exists to catch.
 It starts a gateway (prompt, rag with groundedness, a cached feature, a fallback, a shadow, a
 feature with no fallback on a dead upstream, a feature on the model service, a feature on an
-upstream that pushes back), the real retriever, the real model service with the tiny GPT-2 of
+upstream that pushes back) in `auth.mode: keys`, with three caller keys (one with generous
+budgets that carries the traffic, one rate-limited to one feature, one whose day budget its
+first answer spends), the real retriever, the real model service with the tiny GPT-2 of
 the `tiny` fixture, three OpenAI-protocol upstreams, and the Debian `prometheus`
 (tests/support/prometheus_server.py finds or installs it, and fails loudly when it cannot)
 scraping all three services every second with deploy/prometheus/trivium-alerts.yaml loaded. It
 drives the traffic in two rounds a scrape apart (so that every counter has moved between two
 samples and every rate is non-zero), with upstream failures, an open circuit, an upstream
-answering 503 and 429 (its concurrency limit shrinks) and calls shed at that limit, cache hits
-and a rejected policy reload, then evaluates:
+answering 503 and 429 (its concurrency limit shrinks) and calls shed at that limit, cache hits,
+a rejected policy reload, and callers refused for every reason (no key, a bad key, a feature
+or a scope the key lacks, its rate limit, its spent budget), then evaluates:
 
 * every target of every panel of deploy/grafana/trivium-overview.json, with the dashboard's
   variables substituted ($feature and $route = All): each must succeed and return at least
@@ -19,10 +22,12 @@ and a rejected policy reload, then evaluates:
 * every recording rule: its series must exist;
 * every alert expression: it must parse, and each operand of its threshold comparisons and
   `and`/`or` must return data (the comparisons themselves are expected to be empty);
-* /api/v1/rules: every group loaded, every rule health "ok"; and the two alerts the traffic
-  must trigger (reload failure, open circuit) are active;
+* /api/v1/rules: every group loaded, every rule health "ok"; and the alerts the traffic
+  must trigger (reload failure, open circuit, the thrifty key near its budget) are active;
 * the upstream signals: the pushing-back upstream's sheds, 503s and 429s are counted, its
-  limit has shrunk and its circuit stayed closed.
+  limit has shrunk and its circuit stayed closed;
+* the caller signals: requests, tokens and cost per key name, every rejection reason counted
+  exactly, and each key's budget and spend exported as the limiter read them from Redis.
 
 No panel or rule is exempt.
 """
@@ -74,6 +79,7 @@ GRAFANA_VARIABLES = {
     # All selected: the variables' allValue.
     "feature": ".*",
     "route": ".*",
+    "key": ".*",
     # Grafana's built-ins, sized for a 1 s scrape interval and a test a minute long.
     "__rate_interval": "30s",
     "__interval": "5s",
@@ -123,7 +129,25 @@ ROUTE_METRICS = {
     "trivium_tokens_total",
     "trivium_cost_usd_total",
 }
+# Series per caller key name: panels must filter them by the dashboard's `key` variable.
+KEY_METRICS = {
+    "trivium_caller_requests_total",
+    "trivium_caller_tokens_total",
+    "trivium_caller_cost_usd_total",
+    "trivium_caller_budget_usd",
+    "trivium_caller_spend_usd",
+}
+# Recording rules of per-key series: per key, not per feature.
+KEY_RECORDS = {"trivium:caller_budget_used_ratio"}
 UNLABELLED_RECORDS = {"trivium:cost_budget_usd_per_hour:default"}
+# The gateway's callers (POST /v1/keys). `obs-app` carries every request but those below.
+CALLER_KEYS: dict[str, dict[str, Any]] = {
+    "obs-app": {"features": ["*"], "budget_usd_day": 1000.0, "budget_usd_month": 10000.0},
+    # One request a minute, on `ask` only: its second call is rate_limited, `kb` forbidden.
+    "obs-narrow": {"features": ["ask"], "rpm": 1},
+    # Its first answer spends the day's budget: budget_exceeded from then on, and alerted.
+    "obs-thrifty": {"features": ["ask"], "budget_usd_day": 0.001},
+}
 
 
 def policy_yaml(hosted: str, backup: str, busy: str, model: str, dead: str) -> str:
@@ -202,9 +226,12 @@ class Stack:
     binaries: PrometheusBinaries
     policy_file: Path
     busy: OpenAIUpstream
+    keys: dict[str, str]
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.gateway.base_url, timeout=30)
+    def client(self, key: str | None = "obs-app") -> httpx.Client:
+        """A client calling as caller key `key` (None: no credential)."""
+        headers = {} if key is None else {"authorization": f"Bearer {self.keys[key]}"}
+        return httpx.Client(base_url=self.gateway.base_url, timeout=30, headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +280,10 @@ def stack(
             TRIVIUM_REGISTRY__KEY_PREFIX=f"t{uuid.uuid4().hex[:12]}",
             TRIVIUM_GATEWAY__POLICY_FILE=str(policy_file),
             TRIVIUM_GATEWAY__POLICY_POLL_S="3600",
+            TRIVIUM_GATEWAY__AUTH__MODE="keys",
+            TRIVIUM_GATEWAY__AUTH__PEPPER="obs-pepper",
+            # obs-narrow's one request per window: the two rounds fall in the same window.
+            TRIVIUM_GATEWAY__LIMITS__WINDOW_S="600",
             TRIVIUM_GATEWAY__ADMIN_TOKENS='{"ops": "obs-admin"}',
             TRIVIUM_GATEWAY__RETRIEVER__URL=retriever.base_url,
             TRIVIUM_GATEWAY__UPSTREAM__MAX_RETRIES="0",
@@ -263,9 +294,16 @@ def stack(
             TRIVIUM_GATEWAY__UPSTREAM__CONCURRENCY_DECREASE_RATIO="0.1",
         )
         gateway = stack.enter_context(running(start_gateway(gateway_tmp, gateway_env)))
+        keys: dict[str, str] = {}
         with gateway.client() as http:
             for name, (body, variables) in TEMPLATES.items():
                 publish_template(http, name, body, variables, ADMIN)
+            for name, spec in CALLER_KEYS.items():
+                created = http.post(
+                    "/v1/keys", json={"name": name, "owner": "obs", **spec}, headers=ADMIN
+                )
+                assert created.status_code == 201, created.text
+                keys[name] = created.json()["key"]
         prometheus = stack.enter_context(
             PrometheusServer(
                 binaries,
@@ -279,7 +317,7 @@ def stack(
                 interval_s=1.0,
             )
         )
-        yield Stack(gateway, retriever, model, prometheus, binaries, policy_file, busy)
+        yield Stack(gateway, retriever, model, prometheus, binaries, policy_file, busy, keys)
 
 
 def invoke(http: httpx.Client, feature: str, question: str) -> httpx.Response:
@@ -318,6 +356,46 @@ def drive_round(stack: Stack, round_no: int) -> None:
         finally:
             stack.policy_file.write_text(good)
         assert http.post("/v1/policy:reload", headers=ADMIN).status_code == 200
+        # A key without the `read` scope on a read route.
+        assert problem_code(http.get("/v1/policy"), 403) == "missing_scope"
+    refuse_callers(stack, round_no)
+
+
+def problem_code(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    code: str = response.json()["code"]
+    return code
+
+
+def refuse_callers(stack: Stack, round_no: int) -> None:
+    """Refusals for each reason the authenticator and the limiter count (forbidden_scope is
+    drive_round's), each a real request: no key, a bad key, a feature the key lacks, the
+    key's rate limit, its spent budget. `obs-narrow`'s and `obs-thrifty`'s first call of the
+    module is admitted (and the thrifty one's answer spends its day's budget). Per round:
+    unauthenticated 2, forbidden_feature 1, rate_limited and budget_exceeded 1, then 2."""
+    with stack.client(None) as anonymous:
+        assert problem_code(invoke(anonymous, "ask", "who am I?"), 401) == "unauthorized"
+        forged = {"authorization": "Bearer trv_zzzzzzzzzzzz_" + "A" * 43}
+        refused = anonymous.post(
+            "/v1/features/ask/invoke", json={"input": {"question": "?"}}, headers=forged
+        )
+        assert problem_code(refused, 401) == "unauthorized"
+    with stack.client("obs-narrow") as narrow:
+        assert problem_code(invoke(narrow, "kb", "not mine"), 403) == "forbidden_feature"
+        first = invoke(narrow, "ask", f"narrow {round_no}")
+        if round_no == 1:
+            assert first.status_code == 200, first.text
+        else:  # the same window: the first round's request still fills it
+            assert problem_code(first, 429) == "rate_limited"
+        assert problem_code(invoke(narrow, "ask", "again"), 429) == "rate_limited"
+    with stack.client("obs-thrifty") as thrifty:
+        first = invoke(thrifty, "ask", f"thrifty {round_no}")
+        if round_no == 1:
+            assert first.status_code == 200, first.text
+            assert first.json()["cost_usd"] > CALLER_KEYS["obs-thrifty"]["budget_usd_day"]
+        else:
+            assert problem_code(first, 429) == "budget_exceeded"
+        assert problem_code(invoke(thrifty, "ask", "more"), 429) == "budget_exceeded"
 
 
 def push_back_then_shed(stack: Stack, http: httpx.Client) -> None:
@@ -541,14 +619,15 @@ def test_the_dashboard_is_provisionable_and_filters_by_feature_and_route() -> No
     assert variables["datasource"]["query"] == "prometheus"
     feature = variables["feature"]
     assert feature["definition"] == "label_values(trivium_requests_total, feature)"
-    for variable in (feature, variables["route"]):
+    assert variables["key"]["definition"] == "label_values(trivium_caller_requests_total, key)"
+    for variable in (feature, variables["route"], variables["key"]):
         assert variable["multi"], variable["name"]
         assert variable["includeAll"], variable["name"]
         assert variable["allValue"] == ".*", variable["name"]
     datasource = {"type": "prometheus", "uid": "${datasource}"}
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
-    for variable in (feature, variables["route"]):
+    for variable in (feature, variables["route"], variables["key"]):
         assert variable["datasource"] == datasource
     selector = re.compile(r"(trivium_[a-z_]+|trivium:[a-z0-9_:]+)(\{[^}]*\})?")
     for panel in dashboard_panels():
@@ -561,12 +640,16 @@ def test_the_dashboard_is_provisionable_and_filters_by_feature_and_route() -> No
             for name, braces in selector.findall(target["expr"]):
                 family = re.sub(r"_(bucket|sum|count)$", "", name)
                 feature_series = family in FEATURE_METRICS or (
-                    name.startswith("trivium:") and name not in UNLABELLED_RECORDS
+                    name.startswith("trivium:")
+                    and name not in UNLABELLED_RECORDS
+                    and name not in KEY_RECORDS
                 )
                 if feature_series:
                     assert 'feature=~"$feature"' in braces, f"{title}: {name} ignores $feature"
                 if family in ROUTE_METRICS:
                     assert 'route=~"$route"' in braces, f"{title}: {name} ignores $route"
+                if family in KEY_METRICS or name in KEY_RECORDS:
+                    assert 'key=~"$key"' in braces, f"{title}: {name} ignores $key"
 
 
 # -- against the running stack ---------------------------------------------------------------------
@@ -599,7 +682,7 @@ def test_every_dashboard_query_returns_data(driven: Stack) -> None:
     assert not failures, f"{len(failures)} of {count} dashboard queries failed:\n" + "\n".join(
         failures
     )
-    assert count >= 44
+    assert count >= 64
 
 
 def test_every_dashboard_variable_lists_values(driven: Stack) -> None:
@@ -617,6 +700,8 @@ def test_every_dashboard_variable_lists_values(driven: Stack) -> None:
             assert {"ask", "kb", "local", "cached", "resilient", "lonely"} <= values
         if variable["name"] == "route":
             assert {"prompt", "rag"} <= values
+        if variable["name"] == "key":
+            assert values == set(CALLER_KEYS), values  # names only: never an id or a secret
 
 
 def test_rule_groups_are_loaded_and_healthy(driven: Stack) -> None:
@@ -696,3 +781,52 @@ def test_the_upstream_signals_show_push_back_and_sheds(driven: Stack) -> None:
     assert shed["busy"] > 0, shed
     retriever = assert_has_data(prometheus, "trivium_retriever_client_circuit_state", "retriever")
     assert [float(s["value"][1]) for s in retriever] == [0.0]
+
+
+def test_the_caller_signals_count_keys_rejections_and_budgets(driven: Stack) -> None:
+    """What the Callers row and TriviumCallerNearBudget read, after two rounds of traffic:
+    per key name, every refusal by its reason, the budgets and Redis's spend."""
+    prometheus = driven.prometheus
+    reasons = _by_label(prometheus, "trivium_caller_rejections_total", "reason")
+    assert reasons == {
+        "unauthenticated": 4,
+        "forbidden_feature": 2,
+        "forbidden_scope": 2,
+        "rate_limited": 3,
+        "budget_exceeded": 3,
+    }, reasons
+    requests = _by_label(
+        prometheus, 'sum by (key) (trivium_caller_requests_total{status="ok"})', "key"
+    )
+    assert requests["obs-narrow"] == 1, requests
+    assert requests["obs-thrifty"] == 1, requests
+    assert requests["obs-app"] == 40, requests  # 20 answered per round (lonely: 503s)
+    rejected = _by_label(
+        prometheus, 'sum by (key) (trivium_caller_requests_total{status="rejected"})', "key"
+    )
+    assert rejected == {"obs-narrow": 3, "obs-thrifty": 3}, rejected
+    cost = _by_label(prometheus, "trivium_caller_cost_usd_total", "key")
+    assert cost["obs-app"] > 0, cost
+    budgets = _by_label(prometheus, 'trivium_caller_budget_usd{period="day"}', "key")
+    assert budgets == {"obs-app": 1000.0, "obs-thrifty": 0.001}, budgets  # obs-narrow has none
+    used = _by_label(prometheus, 'trivium:caller_budget_used_ratio{period="day"}', "key")
+    assert used["obs-thrifty"] >= 1, used  # its first answer's cost, read back from Redis
+    assert 0 < used["obs-app"] < 0.8, used
+    degraded = _by_label(prometheus, "trivium_limiter_degraded_total", "policy")
+    assert degraded == {"fail_open": 0, "fail_closed": 0}, degraded  # Redis never went away
+
+
+def test_the_key_over_its_budget_is_alerted_and_no_other(driven: Stack) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        near = {
+            (a["labels"]["key"], a["labels"]["period"])
+            for a in driven.prometheus.alerts()
+            if a["labels"]["alertname"] == "TriviumCallerNearBudget"
+            and a["state"] in ("pending", "firing")
+        }
+        if near:
+            break
+        assert time.monotonic() < deadline, "TriviumCallerNearBudget never became active"
+        time.sleep(0.5)
+    assert near == {("obs-thrifty", "day")}, near

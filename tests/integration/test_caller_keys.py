@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -22,7 +23,7 @@ from trivium.common.errors import (
 from trivium.common.redis import redis_from_url
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 from trivium.common.settings import RedisSettings
-from trivium.gateway.callers import Authenticator, KeyCache, KeySpec, KeyStore
+from trivium.gateway.callers import CALLER_METRICS, Authenticator, KeyCache, KeySpec, KeyStore
 from trivium.gateway.callers.errors import KeyNameTakenError, UnknownKeyError
 from trivium.gateway.callers.keys import format_key, parse_key
 from trivium.registry.cache import InvalidationListener
@@ -145,6 +146,28 @@ async def _refused_within(replica: Replica, key: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"key still accepted after {PROPAGATION_S} s")
         await asyncio.sleep(0.01)
+
+
+async def test_a_revoked_key_takes_its_budget_series_with_it(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    """Its spend no longer grows: left behind, it would keep the near-budget alert firing
+    until the month ends."""
+    one, _ = replicas
+    name = f"budgeted-{uuid.uuid4().hex[:8]}"
+    created = await one.store.create(spec(name, budget_usd_day=5.0), actor="alice")
+    # What the limiter records at the key's admission.
+    CALLER_METRICS.spend(
+        created.record.id, name, ("20260131", "202601"), (5.0, None), (4_500_000, 0)
+    )
+    labels = {"key": name, "period": "day"}
+    assert REGISTRY.get_sample_value("trivium_caller_spend_usd", labels) == 4.5
+    await one.store.revoke(created.record.id, actor="carol")
+    deadline = time.monotonic() + PROPAGATION_S
+    while REGISTRY.get_sample_value("trivium_caller_spend_usd", labels) is not None:
+        assert time.monotonic() < deadline, "the revoked key's spend is still exported"
+        await asyncio.sleep(0.01)
+    assert REGISTRY.get_sample_value("trivium_caller_budget_usd", labels) is None
 
 
 async def test_expired_keys_are_refused(replicas: tuple[Replica, Replica]) -> None:

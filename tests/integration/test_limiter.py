@@ -24,10 +24,10 @@ OPEN = Callers()
 CLOSED = Callers(on_redis_down="fail_closed")
 
 
-def caller(**limits: object) -> Caller:
+def caller(name: str = "svc", **limits: object) -> Caller:
     record = KeyRecord(
         id=uuid.uuid4().hex[:12],
-        name="svc",
+        name=name,
         owner="o",
         features=("*",),
         scopes=("invoke",),
@@ -102,6 +102,35 @@ async def test_settlement_replaces_the_reservation_and_charges_the_budget(
     assert await outcome(limiter, thrifty) == "ok"  # nothing settled yet
     limiter.settle(spent, 5, 0.6)  # rides on the next admission: no flush needed
     assert await outcome(limiter, thrifty) == "budget_exceeded"
+
+
+async def test_admissions_export_the_budget_and_the_cluster_wide_spend(
+    clients: list[Redis],
+) -> None:
+    one, two, _ = limiters(clients)
+    name = f"spender-{uuid.uuid4().hex[:8]}"
+    who = caller(name, budget_usd_day=1.0, budget_usd_month=30.0)
+    first = await one.admit(who, "faq", OPEN, 10)
+    assert first is not None
+    assert _budget(name) == {"day": (1.0, 0.0), "month": (30.0, 0.0)}
+    one.settle(first, 5, 0.25)
+    await one.flush()
+    second = await two.admit(who, "faq", OPEN, 10)  # another replica reads the shared spend
+    assert second is not None
+    assert _budget(name) == {"day": (1.0, 0.25), "month": (30.0, 0.25)}
+    two.settle(second, 5, 0.8)
+    assert await outcome(two, who) == "budget_exceeded"  # a refusal reads the spend too
+    assert _budget(name) == {"day": (1.0, 1.05), "month": (30.0, 1.05)}
+
+
+def _budget(name: str) -> dict[str, tuple[float | None, float | None]]:
+    return {
+        period: (
+            REGISTRY.get_sample_value("trivium_caller_budget_usd", {"key": name, "period": period}),
+            REGISTRY.get_sample_value("trivium_caller_spend_usd", {"key": name, "period": period}),
+        )
+        for period in ("day", "month")
+    }
 
 
 async def test_redis_down_fail_open_limits_locally_fail_closed_refuses(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
-"""Caller keys without Redis: the format, the hash, the exposure rule."""
+"""Caller keys without Redis: the format, the hash, the exposure rule, the budget series."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from trivium.gateway.app import create_app
@@ -24,6 +25,7 @@ from trivium.gateway.callers.keys import (
     secrets_match,
 )
 from trivium.gateway.callers.limiter import _duration
+from trivium.gateway.callers.metrics import CallerMetrics
 from trivium.gateway.config import AuthSection, GatewaySection, GatewaySettings
 
 
@@ -112,3 +114,54 @@ def test_every_route_declares_its_scope(tmp_path: Path) -> None:
             ):
                 unguarded.append(f"{sorted(handler.http_methods)} {route.path}")
     assert unguarded == []
+
+
+def _budget_series(name: str) -> dict[tuple[str, str], float | None]:
+    return {
+        (metric, period): REGISTRY.get_sample_value(metric, {"key": name, "period": period})
+        for metric in ("trivium_caller_budget_usd", "trivium_caller_spend_usd")
+        for period in ("day", "month")
+    }
+
+
+def test_budget_series_follow_the_utc_periods_and_go_with_the_key() -> None:
+    metrics = CallerMetrics()
+    name = f"budgeted-{new_key_id()}"
+    metrics.spend("k1", name, ("20260131", "202601"), (10.0, None), (8_000_000, 9_500_000))
+    assert _budget_series(name) == {
+        ("trivium_caller_budget_usd", "day"): 10.0,
+        ("trivium_caller_budget_usd", "month"): None,  # no monthly budget: no series
+        ("trivium_caller_spend_usd", "day"): 8.0,
+        ("trivium_caller_spend_usd", "month"): None,
+    }
+    metrics.roll_periods(("20260131", "202601"))  # same day: nothing changes
+    assert _budget_series(name)[("trivium_caller_spend_usd", "day")] == 8.0
+    metrics.roll_periods(("20260201", "202602"))  # a new UTC day: yesterday's spend is not today's
+    assert _budget_series(name)[("trivium_caller_spend_usd", "day")] == 0.0
+    assert _budget_series(name)[("trivium_caller_budget_usd", "day")] == 10.0
+    metrics.spend("k1", name, ("20260201", "202602"), (10.0, 100.0), (1_000_000, 1_000_000))
+    assert _budget_series(name)[("trivium_caller_spend_usd", "month")] == 1.0
+    metrics.forget("k1")  # revoked (or rotated): the series go until its next admission
+    assert set(_budget_series(name).values()) == {None}
+    metrics.forget("k1")  # twice is harmless
+
+
+def test_spend_read_just_before_the_day_turned_is_still_rolled() -> None:
+    metrics = CallerMetrics()
+    name = f"late-{new_key_id()}"
+    metrics.roll_periods(("20260201", "202602"))
+    # An admission that computed its periods before midnight and answered after it.
+    metrics.spend("k2", name, ("20260131", "202601"), (10.0, 50.0), (9_000_000, 40_000_000))
+    metrics.roll_periods(("20260201", "202602"))
+    assert _budget_series(name)[("trivium_caller_spend_usd", "day")] == 0.0
+    assert _budget_series(name)[("trivium_caller_spend_usd", "month")] == 0.0
+
+
+def test_a_revoked_key_does_not_take_the_series_of_the_key_now_holding_its_name() -> None:
+    metrics = CallerMetrics()
+    name = f"reused-{new_key_id()}"
+    metrics.spend("old", name, ("20260131", "202601"), (5.0, None), (4_000_000, 0))
+    metrics.spend("new", name, ("20260131", "202601"), (7.0, None), (1_000_000, 0))
+    metrics.forget("old")  # the revocation arrived after the new key's first admission
+    assert _budget_series(name)[("trivium_caller_budget_usd", "day")] == 7.0
+    assert _budget_series(name)[("trivium_caller_spend_usd", "day")] == 1.0

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from trivium.gateway.callers.errors import KeysUnavailableError
 from trivium.gateway.callers.keys import KeyRecord
+from trivium.gateway.callers.metrics import CALLER_METRICS
 from trivium.gateway.callers.store import KeyStore
 
 __all__ = ("KeyCache",)
@@ -81,6 +82,7 @@ class KeyCache:
     def invalidate(self, name: str) -> None:
         """An event for key id `name` (created, rotated, revoked)."""
         self._generation += 1
+        CALLER_METRICS.forget(name)
         self._entries.pop(name, None)
         self._unknown.pop(name, None)
 

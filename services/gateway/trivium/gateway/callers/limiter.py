@@ -7,6 +7,10 @@ day's and month's spend), then checks the budgets and every bucket's sliding win
 records the request. What could not ride on a next admission within `settle_flush_s` is
 written by a background flush, many keys in one pipelined round trip.
 
+Every admission of a key with a budget also reads the key's day and month spend, exported
+as `trivium_caller_spend_usd` beside `trivium_caller_budget_usd` (`metrics.py`): Prometheus
+cannot read the budgets in Redis, and the near-budget alert compares the two.
+
 Redis unreachable: the feature's `callers.on_redis_down` decides. `fail_open` admits under a
 local per-process sliding window of the same limits (budgets unchecked), counted in
 `trivium_limiter_degraded_total{policy="fail_open"}`; `fail_closed` answers 503.
@@ -37,6 +41,7 @@ from trivium.gateway.callers.errors import (
     LimitsUnavailableError,
     RateLimitedError,
 )
+from trivium.gateway.callers.keys import KeyRecord
 from trivium.gateway.callers.limiter_script import LIMIT_SCRIPT
 from trivium.gateway.callers.metrics import CALLER_METRICS
 from trivium.gateway.policy.model import Callers
@@ -163,8 +168,10 @@ class Limiter:
         names = tuple(name for name, _, _ in limits)
         status = reply[0]
         if status == b"ok":
-            return Grant(record.id, member, names, _headers(limits, reply[1:]))
+            self._spent(record, (day, month), reply[1], reply[2])
+            return Grant(record.id, member, names, _headers(limits, reply[3:]))
         if status == b"budget":
+            self._spent(record, (day, month), reply[2], reply[3])
             period = reply[1].decode()
             CALLER_METRICS.rejected("budget_exceeded")
             retry = _until_period_end(datetime.now(UTC), period)
@@ -189,6 +196,12 @@ class Limiter:
                 f"x-ratelimit-reset-{unit}": _duration(reset_ms),
             },
         )
+
+    @staticmethod
+    def _spent(record: KeyRecord, current: tuple[str, str], day: int, month: int) -> None:
+        budgets = record.budget_usd_day, record.budget_usd_month
+        if budgets != (None, None):
+            CALLER_METRICS.spend(record.id, record.name, current, budgets, (day, month))
 
     def settle(self, grant: Grant, tokens: int, cost_usd: float) -> None:
         """Queue the request's real tokens and cost; no I/O here."""
@@ -324,6 +337,7 @@ class Limiter:
         while True:
             await asyncio.sleep(self.settle_flush_s)
             try:
+                CALLER_METRICS.roll_periods(self._periods())
                 await self.flush(older_than_s=self.settle_flush_s)
             except Exception:  # a bug here must not end the loop
                 log.exception("limiter settle flush crashed")

@@ -11,9 +11,10 @@ ARGV[1]: JSON {window, member, reserve, bday, bmonth, dttl, mttl,
 (-1 for a limit not set). Time is the Redis server's (`TIME`), so replicas' clocks never
 disagree about a window. Sliding-window logs are exact: in any `window` milliseconds a
 bucket admits at most `rpm` requests and reserves at most `tpm` tokens, whichever replica
-asks. Reply: {'ok', per admitted bucket: requests remaining, requests reset ms, tokens
-remaining, tokens reset ms}, {'budget', 'day'|'month'}, {'rate', bucket, 'requests'|'tokens',
-reset ms} or {'settled'}.
+asks. Reply: {'ok', day spend, month spend, per admitted bucket: requests remaining,
+requests reset ms, tokens remaining, tokens reset ms}, {'budget', 'day'|'month', day spend,
+month spend}, {'rate', bucket, 'requests'|'tokens', reset ms} or {'settled'}. The spends
+(micro-USD, this request's own not yet settled) are read only when a budget is set, else 0.
 """
 
 from __future__ import annotations
@@ -59,12 +60,13 @@ for _, s in ipairs(a.settle) do
   end
 end
 if not a.admit then return {'settled'} end
-if a.bday >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= a.bday then
-  return {'budget', 'day'}
+local dspent, mspent = 0, 0
+if a.bday >= 0 or a.bmonth >= 0 then
+  dspent = tonumber(redis.call('GET', KEYS[1]) or '0')
+  mspent = tonumber(redis.call('GET', KEYS[2]) or '0')
 end
-if a.bmonth >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= a.bmonth then
-  return {'budget', 'month'}
-end
+if a.bday >= 0 and dspent >= a.bday then return {'budget', 'day', dspent, mspent} end
+if a.bmonth >= 0 and mspent >= a.bmonth then return {'budget', 'month', dspent, mspent} end
 local seen = {}
 for i, b in ipairs(a.admit) do
   local req, tok, amt = KEYS[b.k], KEYS[b.k + 1], KEYS[b.k + 2]
@@ -83,7 +85,7 @@ for i, b in ipairs(a.admit) do
   end
   seen[i] = {count, used}
 end
-local reply = {'ok'}
+local reply = {'ok', dspent, mspent}
 for i, b in ipairs(a.admit) do
   local req, tok, amt = KEYS[b.k], KEYS[b.k + 1], KEYS[b.k + 2]
   local rrem, rreset, trem, treset = -1, 0, -1, 0
