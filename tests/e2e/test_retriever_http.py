@@ -116,6 +116,8 @@ def test_collections_ingest_search_delete(http: httpx.Client) -> None:
     )
     assert sample_value(metrics, "trivium_retriever_documents_total", result="added") >= 2
     assert sample_value(metrics, "trivium_retriever_documents_total", result="unchanged") >= 2
+    for foreign in ("trivium_caller_", "trivium_policy_", "trivium_requests_total"):
+        assert foreign not in metrics, f"the retriever exports the gateway's {foreign}*"
     ready = http.get("/readyz").json()
     assert ready["checks"]["store"] is True
     assert ready["checks"]["embedding_model"] == "all-MiniLM-L6-v2"

@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from trivium.cli.context import CliState
-from trivium.cli.keys import keys
-from trivium.cli.policy import policy
-from trivium.cli.retriever import retriever
-from trivium.cli.services import gateway, model
-from trivium.cli.templates import templates
-from trivium.cli.up import up
 
 __all__ = ("cli",)
 
+COMMANDS = {
+    "up": "trivium.cli.up:up",
+    "templates": "trivium.cli.templates:templates",
+    "keys": "trivium.cli.keys:keys",
+    "policy": "trivium.cli.policy:policy",
+    "gateway": "trivium.cli.services:gateway",
+    "retriever": "trivium.cli.retriever:retriever",
+    "model": "trivium.cli.services:model",
+}
+"""Each command group is imported when it is run: `trivium retriever serve` must not load the
+gateway's modules, whose metrics would then show on the retriever's /metrics."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, name = target.partition(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_file",
@@ -39,14 +63,6 @@ def cli(ctx: click.Context, config_file: Path | None, data_dir: Path | None) -> 
     """Trivium: prompt templates, RAG and fine-tuned adapters behind one measured gateway."""
     ctx.obj = CliState(config_file, data_dir)
 
-
-cli.add_command(up)
-cli.add_command(templates)
-cli.add_command(keys)
-cli.add_command(policy)
-cli.add_command(gateway)
-cli.add_command(retriever)
-cli.add_command(model)
 
 if __name__ == "__main__":
     cli()
