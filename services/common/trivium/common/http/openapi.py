@@ -106,12 +106,16 @@ class OpenAIErrorBody(msgspec.Struct):
 
 _MEANINGS = {
     400: "the request, a parameter or a body member is invalid (`field` / `param` names it)",
-    401: "an admin route without a valid admin bearer token",
+    401: "no valid bearer credential (`Authorization: Bearer ...`) for a route that needs one",
+    403: "the credential is valid but lacks the route's scope (or the feature)",
     404: "a named resource does not exist",
     409: "the request conflicts with the resource's state",
     413: "the body or a member of it is larger than this deployment allows",
     415: "the body's Content-Type is not one the route reads",
     422: "the body is well-formed but its content is invalid",
+    429: "a rate limit or budget is spent; retry after `Retry-After` seconds",
+    431: "a header (`Authorization`) is larger than allowed",
+    502: "an upstream answered, but not usefully",
     503: "a dependency is unavailable; retry after `Retry-After` seconds",
     504: "the request's deadline passed",
 }

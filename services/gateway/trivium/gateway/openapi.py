@@ -1,0 +1,137 @@
+"""The gateway's OpenAPI document: its credential, each route's scope and statuses, and what
+the types alone cannot say (see `trivium.common.http.openapi`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.openapi import OpenAPIConfig
+
+from trivium.common.http.openapi import (
+    SchemaPatch,
+    add_content,
+    constrain,
+    describe_structs,
+    openapi_config,
+    unions_as_any_of,
+)
+from trivium.gateway.callers.auth import WRITE_SCOPES, AuthMode
+from trivium.gateway.callers.routes import CreateKeyRequest
+from trivium.gateway.invoke.openai_routes import ChatRequest
+from trivium.gateway.invoke.schemas import InvokeRequest
+from trivium.gateway.policy.document import NAME_PATTERN as FEATURE_PATTERN
+from trivium.gateway.route_docs import GATEWAY_COMPONENTS
+from trivium.gateway.templates.schemas import (
+    PromoteRequest,
+    PublishRequest,
+    RenderRequest,
+    RollbackRequest,
+)
+
+__all__ = ("gateway_openapi_config", "state_scopes")
+
+
+def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        operation
+        for path in document.get("paths", {}).values()
+        for operation in path.values()
+        if isinstance(operation, dict) and "responses" in operation
+    ]
+
+
+def _scope_of(operation: dict[str, Any]) -> str | None:
+    for requirement in operation.get("security", ()):
+        for scopes in requirement.values():
+            if scopes:
+                return str(scopes[0])
+    return None
+
+
+def state_scopes(mode: AuthMode, admin_tokens_set: bool) -> SchemaPatch:
+    """Each scoped operation's description names its scope; in `auth.mode: open`, the routes
+    that take no credential there (feature routes and reads, and writes while no admin token
+    is set) say so with an empty requirement."""
+
+    def patch(document: dict[str, Any]) -> None:
+        for operation in _operations(document):
+            scope = _scope_of(operation)
+            if scope is None:
+                continue
+            needs = f"Needs a key with the `{scope}` scope."
+            credential_optional = mode == "open" and (
+                scope not in WRITE_SCOPES or not admin_tokens_set
+            )
+            if credential_optional:
+                needs += " This deployment runs `auth.mode: open`: a credential is optional."
+                operation["security"] = [{}, *operation["security"]]
+            described = operation.get("description")
+            operation["description"] = f"{described}\n\n{needs}" if described else needs
+
+    return patch
+
+
+_INVOKE_EVENTS = {
+    "type": "string",
+    "description": "with `stream: true`: server-sent events `delta` (`{text}`), then one "
+    "`summary` (the JSON answer) or one `error` (problem details)",
+}
+_CHAT_EVENTS = {
+    "type": "string",
+    "description": "with `stream: true`: server-sent events `data: {chunk}`, then "
+    "`data: [DONE]`, or `data: {error}`",
+}
+_RATE_HEADERS = {
+    name: {"description": meaning, "schema": {"type": "string"}}
+    for name, meaning in {
+        "x-ratelimit-limit-requests": "the key's requests per minute (when it has a limit)",
+        "x-ratelimit-remaining-requests": "requests left in the window",
+        "x-ratelimit-reset-requests": "until the window admits again, e.g. `1.2s`",
+        "x-ratelimit-limit-tokens": "the key's tokens per minute (when it has a limit)",
+        "x-ratelimit-remaining-tokens": "tokens left in the window",
+        "x-ratelimit-reset-tokens": "until the window admits again",
+    }.items()
+}
+INVOKE_PATH = "/v1/features/{feature}/invoke"
+CHAT_PATH = "/v1/chat/completions"
+
+
+def _feature_parameter(document: dict[str, Any]) -> None:
+    """The feature's name is checked against the policy (404), not parsed, so the invoke route
+    reads it as a plain string; its pattern is stated here."""
+    for parameter in document["paths"][INVOKE_PATH]["post"].get("parameters", ()):
+        if parameter["name"] == "feature":
+            parameter["schema"]["pattern"] = FEATURE_PATTERN
+
+
+def _rate_limit_headers(document: dict[str, Any]) -> None:
+    for path in (INVOKE_PATH, CHAT_PATH):
+        responses = document["paths"][path]["post"]["responses"]
+        for status in ("200", "429"):
+            responses[status].setdefault("headers", {}).update(_RATE_HEADERS)
+        responses["429"]["headers"]["Retry-After"] = {
+            "description": "seconds until a retry can be admitted",
+            "schema": {"type": "string"},
+        }
+
+
+def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPIConfig:
+    patches: list[SchemaPatch] = [
+        describe_structs(
+            InvokeRequest,
+            ChatRequest,
+            CreateKeyRequest,
+            PublishRequest,
+            PromoteRequest,
+            RollbackRequest,
+            RenderRequest,
+        ),
+        unions_as_any_of,
+        constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
+        _feature_parameter,
+        add_content(INVOKE_PATH, "post", 200, "text/event-stream", _INVOKE_EVENTS),
+        add_content(CHAT_PATH, "post", 200, "text/event-stream", _CHAT_EVENTS),
+        _rate_limit_headers,
+        state_scopes(mode, admin_tokens_set),
+    ]
+    return openapi_config("Trivium gateway", *patches, components=GATEWAY_COMPONENTS)
