@@ -1,9 +1,12 @@
-"""Schemathesis against the retriever and the model service, as a client author would run it.
+"""Schemathesis against the retriever, the model service and the gateway, as a client author
+would run it.
 
-Each service is a real process started with an admin token; schemathesis loads its
-`/schema/openapi.json` and runs every phase (examples, coverage, fuzzing, stateful) with every
-check, once with the admin token and once without, at most `EXAMPLES_PER_OPERATION` generated
-cases per operation. Every failure of every check fails the test, except what
+Each service is a real process started with an admin token (the gateway in `auth.mode: keys`,
+with a caller key holding every scope, in front of a real OpenAI-protocol upstream);
+schemathesis loads its `/schema/openapi.json` and runs every phase (examples, coverage,
+fuzzing, stateful) with every check, once with the credential and once without, at most
+`EXAMPLES_PER_OPERATION` (the gateway: `GATEWAY_EXAMPLES_PER_OPERATION`) generated cases per
+operation. Every failure of every check fails the test, except what
 `CHECK_ALLOWANCES` states, each with its reason.
 
 Schemathesis runs through its engine (what its CLI runs), not its pytest plugin: the plugin's
@@ -23,12 +26,38 @@ import schemathesis.engine
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
-from tests.e2e.conftest import ServiceProcess, start_service, trivium_env
+from tests.e2e.conftest import (
+    ServiceProcess,
+    publish_template,
+    start_gateway,
+    start_service,
+    trivium_env,
+)
+from tests.support.openai_upstream import OpenAIUpstream
 from trivium.common.redis_server import RedisServerProcess
+from trivium.gateway.callers import SCOPES
 
 ADMIN_TOKEN = "fuzz-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EXAMPLES_PER_OPERATION = 20
+GATEWAY_EXAMPLES_PER_OPERATION = 8
+"""The gateway has 23 operations behind one shared key; 8 cases each keep its part near 40 s."""
+GATEWAY_POLICY = """
+version: 1
+upstreams:
+  hosted:
+    url: "{url}"
+    model: hosted-model
+    price: {{prompt_per_1k: 1.0, completion_per_1k: 2.0}}
+features:
+  faq:
+    route: prompt
+    template: ask@production
+    upstream: hosted
+    limits: {{max_tokens: 40}}
+"""
+"""One prompt feature; a rag feature would need a retriever process too, and its road adds
+no route or status of its own to the schema (retriever failures fall back or answer 503)."""
 
 POSITIVE_DATA_ACCEPTANCE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 CHECK_ALLOWANCES: list[dict[str, Any]] = [
@@ -44,16 +73,40 @@ CHECK_ALLOWANCES: list[dict[str, Any]] = [
             }
         },
     },
+    {
+        # The gateway's template routes: the variables a template needs are in its stored
+        # metadata (`variables`), which a publish changes, not in the schema; a request that
+        # leaves one out is refused with 400 `render_error` naming it (`input.question`).
+        "include-path-regex": "^/v1/(templates/[^/]+/render|features/[^/]+/invoke)$",
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_DEFAULT, "400"]
+            }
+        },
+    },
+    {
+        # `POST /v1/policy:validate` checks a policy document: a YAML text whose features,
+        # upstreams and references must resolve, which no request schema can state. Answering
+        # 422 with every error is the route's purpose.
+        "include-path-regex": "^/v1/policy:validate$",
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_DEFAULT, "422"]
+            }
+        },
+    },
 ]
 
 
-def fuzz(base_url: str, headers: dict[str, str]) -> list[str]:
+def fuzz(
+    base_url: str, headers: dict[str, str], examples: int = EXAMPLES_PER_OPERATION
+) -> list[str]:
     """Schemathesis's whole run over the service's schema: one line per distinct failure."""
     config = SchemathesisConfig.from_dict(
         {
             "headers": headers,
             "workers": 1,
-            "generation": {"max-examples": EXAMPLES_PER_OPERATION, "database": "none"},
+            "generation": {"max-examples": examples, "database": "none"},
             "operations": CHECK_ALLOWANCES,
         }
     )
@@ -123,6 +176,46 @@ def model_service(
     service = start_service(tmp, ["model", "serve"], "MODEL", env)
     yield service
     assert service.stop() == 0, service.log_path.read_text()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def gateway_key(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServerProcess
+) -> Iterator[tuple[ServiceProcess, dict[str, str]]]:
+    """A gateway in `auth.mode: keys` and the headers of a key with every scope."""
+    tmp = tmp_path_factory.mktemp("fuzz-gateway")
+    policy_file = tmp / "policy.yaml"
+    with OpenAIUpstream(model="hosted-model") as hosted:
+        policy_file.write_text(GATEWAY_POLICY.format(url=hosted.url))
+        env = trivium_env(
+            tmp,
+            redis_server.url,
+            TRIVIUM_GATEWAY__AUTH__MODE="keys",
+            TRIVIUM_GATEWAY__AUTH__PEPPER="fuzz-pepper-of-the-deployment",
+            TRIVIUM_GATEWAY__ADMIN_TOKENS=f'{{"fuzz": "{ADMIN_TOKEN}"}}',
+            TRIVIUM_GATEWAY__POLICY_FILE=str(policy_file),
+        )
+        service = start_gateway(tmp, env)
+        with service.client() as http:
+            publish_template(http, "ask", "Question: {{ question }}", ["question"], ADMIN)
+            created = http.post(
+                "/v1/keys",
+                json={"name": "fuzzer", "owner": "qa", "features": ["*"], "scopes": list(SCOPES)},
+                headers=ADMIN,
+            )
+            assert created.status_code == 201, created.text
+        yield service, {"Authorization": f"Bearer {created.json()['key']}"}
+        assert service.stop() == 0, service.log_path.read_text()[-2000:]
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["every-scope-key", "no-key"])
+def test_gateway_answers_as_its_schema_says(
+    gateway_key: tuple[ServiceProcess, dict[str, str]], with_key: bool
+) -> None:
+    gateway, key = gateway_key
+    failures = fuzz(gateway.base_url, key if with_key else {}, GATEWAY_EXAMPLES_PER_OPERATION)
+    assert not failures, "\n\n".join(failures)
+    assert "unhandled error" not in gateway.log_path.read_text()
 
 
 @pytest.mark.parametrize("headers", [ADMIN, {}], ids=["admin-token", "no-token"])

@@ -11,15 +11,18 @@ from trivium.common.http.openapi import (
     SchemaPatch,
     add_content,
     constrain,
+    define,
     describe_structs,
     openapi_config,
     unions_as_any_of,
 )
 from trivium.gateway.callers.auth import WRITE_SCOPES, AuthMode
+from trivium.gateway.callers.keys import ALL_FEATURES
 from trivium.gateway.callers.routes import CreateKeyRequest
 from trivium.gateway.invoke.openai_routes import ChatRequest
 from trivium.gateway.invoke.schemas import InvokeRequest
 from trivium.gateway.policy.document import NAME_PATTERN as FEATURE_PATTERN
+from trivium.gateway.policy.routes import MAX_POLICY_BYTES, POLICY_MEDIA_TYPES
 from trivium.gateway.route_docs import GATEWAY_COMPONENTS
 from trivium.gateway.templates.schemas import (
     PromoteRequest,
@@ -115,6 +118,37 @@ def _rate_limit_headers(document: dict[str, Any]) -> None:
         }
 
 
+_KEY_FEATURES = {
+    "description": 'feature names, or `["*"]` (alone) for every feature',
+    "anyOf": [
+        {"type": "array", "items": {"const": ALL_FEATURES}, "minItems": 1, "maxItems": 1},
+        {
+            "type": "array",
+            "items": {"type": "string", "pattern": FEATURE_PATTERN},
+            "minItems": 1,
+            "maxItems": 256,
+        },
+    ],
+}
+
+
+def _policy_body(document: dict[str, Any]) -> None:
+    """`POST /v1/policy:validate` reads its body itself (YAML; JSON is YAML)."""
+    limit = f"at most {MAX_POLICY_BYTES} bytes (larger: 413)"
+    document_schema = {
+        "type": ["object", "null"],
+        "description": f"the policy document (null or empty: the empty policy), {limit}",
+    }
+    text = {"type": "string", "description": f"the policy file's text, {limit}"}
+    document["paths"]["/v1/policy:validate"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {
+            media_type: {"schema": text if media_type == "text/plain" else document_schema}
+            for media_type in POLICY_MEDIA_TYPES
+        },
+    }
+
+
 def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPIConfig:
     patches: list[SchemaPatch] = [
         describe_structs(
@@ -128,6 +162,8 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
         ),
         unions_as_any_of,
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
+        define("CreateKeyRequest", "features", _KEY_FEATURES),
+        _policy_body,
         _feature_parameter,
         add_content(INVOKE_PATH, "post", 200, "text/event-stream", _INVOKE_EVENTS),
         add_content(CHAT_PATH, "post", 200, "text/event-stream", _CHAT_EVENTS),

@@ -187,7 +187,10 @@ def scope_of(handler: BaseRouteHandler) -> Scope:
 async def require_scope(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Litestar guard: the route's `opt={"scope": ...}`; the caller lands in request state."""
+    """Litestar guard: the route's `opt={"scope": ...}`; the caller lands in request state.
+    A path's automatic OPTIONS answer (its `Allow` header, nothing else) needs no scope."""
+    if "scope" not in handler.opt and handler.http_methods == {"OPTIONS"}:
+        return
     authenticator: Authenticator = connection.app.state.authenticator
     headers = connection.headers
     connection.state.caller = await authenticator.for_route(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -78,7 +79,18 @@ class TemplateController(Controller):
     async def resolve_label(self, templates: Registry, name: Name, label: Label) -> ArtifactVersion:
         return await templates.resolve(f"{name}@{label}")
 
-    @post("/{name:str}/versions", **WRITE_ONE)
+    @post(
+        "/{name:str}/versions",
+        **{
+            **WRITE_ONE,
+            "responses": {
+                HTTP_200_OK: ResponseSpec(
+                    PublishResponse, description="the latest version has this body: none made"
+                ),
+                **WRITE_ONE["responses"],
+            },
+        },
+    )
     async def publish(
         self, templates: Registry, actor: str, name: Name, data: PublishRequest
     ) -> Response[PublishResponse]:
