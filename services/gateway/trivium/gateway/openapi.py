@@ -14,6 +14,7 @@ from trivium.common.http.openapi import (
     define,
     describe_structs,
     openapi_config,
+    server_sent_event,
     unions_as_any_of,
 )
 from trivium.gateway.callers.auth import WRITE_SCOPES, AuthMode
@@ -74,16 +75,15 @@ def state_scopes(mode: AuthMode, admin_tokens_set: bool) -> SchemaPatch:
     return patch
 
 
-_INVOKE_EVENTS = {
-    "type": "string",
-    "description": "with `stream: true`: server-sent events `delta` (`{text}`), then one "
-    "`summary` (the JSON answer) or one `error` (problem details)",
-}
-_CHAT_EVENTS = {
-    "type": "string",
-    "description": "with `stream: true`: server-sent events `data: {chunk}`, then "
-    "`data: [DONE]`, or `data: {error}`",
-}
+_INVOKE_EVENTS = server_sent_event(
+    "with `stream: true`: `delta` events (`{text}` as JSON), then one `summary` (the JSON "
+    "answer) or one `error` (problem details as JSON)",
+    ("delta", "summary", "error"),
+)
+_CHAT_EVENTS = server_sent_event(
+    "with `stream: true`: each `chat.completion.chunk` as JSON, then `[DONE]`; or an "
+    "`{error}` as JSON"
+)
 _RATE_HEADERS = {
     name: {"description": meaning, "schema": {"type": "string"}}
     for name, meaning in {
@@ -132,6 +132,20 @@ _KEY_FEATURES = {
 }
 
 
+def _input_or_messages(document: dict[str, Any]) -> None:
+    """An invoke request carries exactly one of `input` and `messages` (a null one is absent)."""
+    document["components"]["schemas"]["InvokeRequest"]["anyOf"] = [
+        {
+            "required": ["input"],
+            "properties": {"input": {"type": "object"}, "messages": {"type": "null"}},
+        },
+        {
+            "required": ["messages"],
+            "properties": {"messages": {"type": "array"}, "input": {"type": "null"}},
+        },
+    ]
+
+
 def _policy_body(document: dict[str, Any]) -> None:
     """`POST /v1/policy:validate` reads its body itself (YAML; JSON is YAML)."""
     limit = f"at most {MAX_POLICY_BYTES} bytes (larger: 413)"
@@ -163,6 +177,7 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
         unions_as_any_of,
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
         define("CreateKeyRequest", "features", _KEY_FEATURES),
+        _input_or_messages,
         _policy_body,
         _feature_parameter,
         add_content(INVOKE_PATH, "post", 200, "text/event-stream", _INVOKE_EVENTS),

@@ -14,7 +14,8 @@ else a service answers is stated here, in one place every service uses:
   msgspec struct with `forbid_unknown_fields` gets `additionalProperties: false`; bounds of 0,
   which Litestar drops, are stated), `constrain(...)`
   (a limit read from the deployment's settings, such as `maximum` of `k`), `add_content(...)`
-  (a second media type of an answer, such as `text/event-stream`), `define(...)` (a
+  (a second media type of an answer, such as `text/event-stream`, whose events
+  `server_sent_event(...)` describes), `define(...)` (a
   member written as JSON Schema), `unions_as_any_of` (Litestar states a union as `oneOf`,
   which refuses a value two branches accept, such as `0` for `int | float`; msgspec takes any
   branch that fits).
@@ -54,6 +55,7 @@ __all__ = (
     "openai_error_responses",
     "openapi_config",
     "problem_responses",
+    "server_sent_event",
     "unions_as_any_of",
 )
 
@@ -284,6 +286,22 @@ def add_content(
         response.setdefault("content", {})[media_type] = {"schema": dict(schema)}
 
     return patch
+
+
+def server_sent_event(data: str, events: tuple[str, ...] = ("message",)) -> dict[str, Any]:
+    """The schema of one event of a `text/event-stream` answer, for `add_content`: as in
+    OpenAPI 3.2 (and as schemathesis reads it), each event is an object with its `event` name
+    (`message` when the stream names none) and its `data` text, described by `data`."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": list(events)},
+            "data": {"type": "string", "description": data},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
 
 
 def define(component: str, member: str, schema: Mapping[str, Any]) -> SchemaPatch:

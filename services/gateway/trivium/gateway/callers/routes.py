@@ -10,6 +10,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from trivium.common.errors import InvalidInputError
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.gateway.callers.auth import ACTOR, require_scope
 from trivium.gateway.callers.keys import (
     ALL_FEATURES,
@@ -78,6 +79,7 @@ class KeyController(Controller):
     tags = ["keys"]
     guards = [require_scope]
     dependencies = {"actor": ACTOR}
+    before_request = decode_body_strictly
 
     @post(
         "/",

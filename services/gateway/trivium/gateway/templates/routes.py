@@ -9,6 +9,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.gateway.callers.auth import ACTOR, require_scope
 from trivium.gateway.route_docs import native_errors, scoped
 from trivium.gateway.templates.schemas import (
@@ -56,6 +57,7 @@ class TemplateController(Controller):
     tags = ["templates"]
     guards = [require_scope]
     dependencies = {"actor": ACTOR}
+    before_request = decode_body_strictly
 
     @get("/", **READ_ALL)
     async def list_templates(self, templates: Registry) -> list[ArtifactSummary]:
