@@ -38,6 +38,7 @@ from tests.e2e.conftest import (
 from tests.support.openai_upstream import OpenAIUpstream
 from trivium.common.redis_server import RedisServerProcess
 from trivium.gateway.callers import SCOPES
+from trivium.registry.references import LABEL_PATTERN, NAME_PATTERN, SELECTOR_PATTERN
 
 ADMIN_TOKEN = "fuzz-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -358,3 +359,38 @@ def test_the_model_service_schema_states_its_errors(model_service: ServiceProces
     error = chat["404"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/OpenAIErrorBody"}
     assert document["components"]["schemas"]["RegisterRequest"]["additionalProperties"] is False
+
+
+def test_the_gateway_schema_states_its_errors_scopes_and_patterns(
+    fuzzed_gateway: FuzzedGateway,
+) -> None:
+    with fuzzed_gateway.service.client() as http:
+        document = http.get("/schema/openapi.json").json()
+        allow = http.options("/v1/templates/ask/labels/production").headers["allow"]
+    assert allow == "GET, OPTIONS, PUT"
+    paths = document["paths"]
+    invoke = paths["/v1/features/{feature}/invoke"]["post"]
+    assert invoke["security"] == [{"bearer": ["invoke"]}]
+    assert "`invoke` scope" in invoke["description"]
+    assert set(invoke["responses"]) == {
+        "200", "400", "401", "403", "404", "413", "429", "431", "502", "503", "504"
+    }  # fmt: skip
+    assert set(invoke["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert "x-ratelimit-remaining-requests" in invoke["responses"]["429"]["headers"]
+    problem = invoke["responses"]["403"]["content"]["application/problem+json"]["schema"]
+    assert problem == {"$ref": "#/components/schemas/ProblemDetails"}
+    chat = paths["/v1/chat/completions"]["post"]["responses"]
+    assert chat["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/OpenAIErrorBody"
+    }
+    assert paths["/v1/keys"]["post"]["security"] == [{"bearer": ["keys:admin"]}]
+    assert paths["/v1/policy:reload"]["post"]["security"] == [{"bearer": ["policy:reload"]}]
+    promote = paths["/v1/templates/{name}/labels/{label}"]["put"]
+    assert promote["security"] == [{"bearer": ["templates:write"]}]
+    patterns = {p["name"]: p["schema"].get("pattern") for p in promote["parameters"]}
+    assert patterns == {"name": NAME_PATTERN, "label": LABEL_PATTERN}
+    schemas = document["components"]["schemas"]
+    for body in ("InvokeRequest", "ChatRequest", "CreateKeyRequest", "PromoteRequest"):
+        assert schemas[body]["additionalProperties"] is False, body
+    assert schemas["RenderRequest"]["properties"]["selector"]["pattern"] == SELECTOR_PATTERN
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
