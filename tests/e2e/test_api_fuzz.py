@@ -394,3 +394,16 @@ def test_the_gateway_schema_states_its_errors_scopes_and_patterns(
         assert schemas[body]["additionalProperties"] is False, body
     assert schemas["RenderRequest"]["properties"]["selector"]["pattern"] == SELECTOR_PATTERN
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_the_gateway_admin_bodies_are_read_strictly(fuzzed_gateway: FuzzedGateway) -> None:
+    body = {"name": "strict", "owner": "qa", "features": ["faq"], "rpm": "5"}
+    with fuzzed_gateway.service.client() as http:
+        refused = http.post("/v1/keys", json=body, headers=ADMIN)
+        promoted = http.put(
+            "/v1/templates/ask/labels/production", json={"version": True}, headers=ADMIN
+        )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["field"] == "rpm"
+    assert promoted.status_code == 400, promoted.text
+    assert promoted.json()["field"] == "version"

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from pydantic import SecretStr
 
@@ -189,7 +190,10 @@ async def require_scope(
 ) -> None:
     """Litestar guard: the route's `opt={"scope": ...}`; the caller lands in request state.
     A path's automatic OPTIONS answer (its `Allow` header, nothing else) needs no scope."""
-    if "scope" not in handler.opt and handler.http_methods == {"OPTIONS"}:
+    automatic_options = isinstance(handler, HTTPRouteHandler) and handler.http_methods == {
+        "OPTIONS"
+    }
+    if automatic_options and "scope" not in handler.opt:
         return
     authenticator: Authenticator = connection.app.state.authenticator
     headers = connection.headers

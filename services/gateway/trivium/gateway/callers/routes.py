@@ -79,7 +79,7 @@ class KeyController(Controller):
     tags = ["keys"]
     guards = [require_scope]
     dependencies = {"actor": ACTOR}
-    before_request = decode_body_strictly
+    before_request = staticmethod(decode_body_strictly)
 
     @post(
         "/",

@@ -57,7 +57,7 @@ class TemplateController(Controller):
     tags = ["templates"]
     guards = [require_scope]
     dependencies = {"actor": ACTOR}
-    before_request = decode_body_strictly
+    before_request = staticmethod(decode_body_strictly)
 
     @get("/", **READ_ALL)
     async def list_templates(self, templates: Registry) -> list[ArtifactSummary]:
