@@ -31,6 +31,12 @@ from trivium.gateway.templates.schemas import (
     RenderRequest,
     RollbackRequest,
 )
+from trivium.registry.references import (
+    LABEL_PATTERN,
+    MAX_VERSION,
+    NAME_PATTERN,
+    SELECTOR_PATTERN,
+)
 
 __all__ = ("gateway_openapi_config", "state_scopes")
 
@@ -146,6 +152,26 @@ def _input_or_messages(document: dict[str, Any]) -> None:
     ]
 
 
+_REFERENCE_PARTS: dict[str, dict[str, Any]] = {
+    "name": {"pattern": NAME_PATTERN},
+    "label": {"pattern": LABEL_PATTERN},
+    "from": {"pattern": SELECTOR_PATTERN},
+    "to": {"pattern": SELECTOR_PATTERN},
+    "version": {"minimum": 1, "maximum": MAX_VERSION},
+}
+
+
+def _template_references(document: dict[str, Any]) -> None:
+    """The registry checks names, labels and selectors itself (400 `malformed_reference`,
+    naming the parameter), so the routes read them as plain strings; the patterns are here."""
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/templates/"):
+            continue
+        for operation in operations.values():
+            for parameter in operation.get("parameters", ()):
+                parameter["schema"].update(_REFERENCE_PARTS.get(parameter["name"], {}))
+
+
 def _policy_body(document: dict[str, Any]) -> None:
     """`POST /v1/policy:validate` reads its body itself (YAML; JSON is YAML)."""
     limit = f"at most {MAX_POLICY_BYTES} bytes (larger: 413)"
@@ -178,6 +204,8 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
         define("CreateKeyRequest", "features", _KEY_FEATURES),
         _input_or_messages,
+        _template_references,
+        constrain("RenderRequest", "selector", pattern=SELECTOR_PATTERN),
         _policy_body,
         _feature_parameter,
         add_content(INVOKE_PATH, "post", 200, "text/event-stream", _INVOKE_EVENTS),

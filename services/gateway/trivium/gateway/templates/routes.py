@@ -24,19 +24,12 @@ from trivium.gateway.templates.schemas import (
     VersionSummary,
 )
 from trivium.registry import ArtifactSummary, ArtifactVersion, AuditEntry, LabelMove, Registry
-from trivium.registry.references import (
-    LABEL_PATTERN,
-    MAX_VERSION,
-    NAME_PATTERN,
-    SELECTOR_PATTERN,
-)
 from trivium.registry.templates import TemplateRenderer
 
 __all__ = ("TemplateController",)
 
-Name = Annotated[str, Parameter(pattern=NAME_PATTERN, description="template name")]
-Label = Annotated[str, Parameter(pattern=LABEL_PATTERN, description="label, e.g. production")]
-Version = Annotated[int, Parameter(ge=1, le=MAX_VERSION, description="version number")]
+Name = Annotated[str, Parameter(max_length=64, description="template name")]
+Label = Annotated[str, Parameter(max_length=32, description="label, e.g. production")]
 READ = {"scope": "read"}
 WRITE = {"scope": "templates:write"}
 READ_ALL: dict[str, Any] = {"opt": READ, "security": scoped("read"), "responses": native_errors()}
@@ -72,9 +65,7 @@ class TemplateController(Controller):
         return TemplateDetail(name, await templates.labels(name), summaries)
 
     @get("/{name:str}/versions/{version:int}", **READ_ONE)
-    async def get_version(
-        self, templates: Registry, name: Name, version: Version
-    ) -> ArtifactVersion:
+    async def get_version(self, templates: Registry, name: Name, version: int) -> ArtifactVersion:
         return await templates.get(name, version)
 
     @get("/{name:str}/labels/{label:str}", **READ_ONE)
@@ -133,8 +124,8 @@ class TemplateController(Controller):
         self,
         templates: Registry,
         name: Name,
-        old: Annotated[str, Parameter(query="from", pattern=SELECTOR_PATTERN)],
-        new: Annotated[str, Parameter(query="to", pattern=SELECTOR_PATTERN)],
+        old: Annotated[str, Parameter(query="from", min_length=1, max_length=64)],
+        new: Annotated[str, Parameter(query="to", min_length=1, max_length=64)],
     ) -> DiffResponse:
         return DiffResponse(name, old, new, await templates.diff(name, old, new))
 

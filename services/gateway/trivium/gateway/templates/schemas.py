@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from trivium.registry.references import MAX_VERSION, SELECTOR_PATTERN
+from trivium.registry.references import MAX_VERSION
 
 __all__ = (
     "DiffResponse",
@@ -41,7 +41,7 @@ class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class RenderRequest(msgspec.Struct, forbid_unknown_fields=True):
     variables: dict[str, Any]
-    selector: Annotated[str, msgspec.Meta(pattern=SELECTOR_PATTERN)] = "production"
+    selector: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "production"
     """A label or a version number."""
 
 
