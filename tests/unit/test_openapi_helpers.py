@@ -11,11 +11,13 @@ from litestar.testing import TestClient
 
 from trivium.common.http.openapi import (
     ADMIN_SECURITY,
+    add_content,
     answer_options_with_every_method,
     constrain,
     describe_structs,
     openapi_config,
     problem_responses,
+    server_sent_event,
     unions_as_any_of,
 )
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
@@ -59,6 +61,7 @@ def _app() -> Litestar:
             describe_structs(Order),
             unions_as_any_of,
             constrain("Order", "count", maximum=7),
+            add_content("/orders", "post", 201, "text/event-stream", server_sent_event("x")),
         ),
     )
     return answer_options_with_every_method(app)
@@ -111,3 +114,15 @@ def test_bodies_are_read_strictly_and_integral_numbers_are_integers() -> None:
 def test_options_names_every_method_of_the_path() -> None:
     with TestClient(_app()) as client:
         assert client.options("/orders/1").headers["allow"] == "DELETE, GET, OPTIONS"
+
+
+def test_a_streamed_answer_documents_each_event_as_schemathesis_reads_it() -> None:
+    with TestClient(_app()) as client:
+        document = _schema(client)
+    content = document["paths"]["/orders"]["post"]["responses"]["201"]["content"]
+    event = content["text/event-stream"]["schema"]
+    assert event["required"] == ["event", "data"]
+    assert event["properties"]["event"] == {"enum": ["message"]}
+    assert server_sent_event("d", ("delta", "error"))["properties"]["event"] == {
+        "enum": ["delta", "error"]
+    }

@@ -257,6 +257,14 @@ def test_yaml_problems_are_errors_too() -> None:
     assert (not_mapping.path, not_mapping.message) == ("(file)", "must be a mapping")
 
 
+def test_characters_yaml_cannot_read_are_an_error_not_a_crash() -> None:
+    # PyYAML checks the first characters while its loader is built, before parsing.
+    for text in ("[\u009f", "a: \x07"):
+        [unreadable] = issues_of(text)
+        assert unreadable.path == "(file)"
+        assert "not valid YAML" in unreadable.message
+
+
 def test_an_empty_file_is_an_empty_policy() -> None:
     policy = parse_policy("", "empty.yaml")
     assert policy.features == {}

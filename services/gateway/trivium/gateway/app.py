@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi.config import OpenAPIConfig
 
+from trivium.common.http.openapi import answer_options_with_every_method
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
@@ -39,6 +39,7 @@ from trivium.gateway.invoke import (
     ShadowRunner,
     list_models,
 )
+from trivium.gateway.openapi import gateway_openapi_config
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
 from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, configure_tracing
 from trivium.gateway.templates import TemplateController
@@ -161,7 +162,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 await templates.close()
                 stop_tracing()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             InvokeController,
             ChatCompletionsController,
@@ -193,6 +194,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         middleware=[RequestIdMiddleware, http_metrics_middleware("gateway")],
         exception_handlers=PROBLEM_EXCEPTION_HANDLERS,
         request_max_body_size=section.max_request_bytes,
-        openapi_config=OpenAPIConfig(title="Trivium gateway", version="0.1.0", path="/schema"),
+        openapi_config=gateway_openapi_config(section.auth.mode, bool(section.admin_tokens)),
         logging_config=None,
     )
+    return answer_options_with_every_method(app)

@@ -21,6 +21,7 @@ from trivium.common.http.openapi import (
     define,
     describe_structs,
     openapi_config,
+    server_sent_event,
     unions_as_any_of,
 )
 from trivium.common.http.probes import PrometheusController, healthz, http_metrics_middleware
@@ -131,7 +132,7 @@ _STOP = {
 _PROMPT = {
     "anyOf": [_NON_EMPTY, {"type": "array", "items": _NON_EMPTY, "minItems": 1, "maxItems": 1}]
 }
-_EVENTS = {"type": "string", "description": "server-sent events: `data: {chunk}`, `data: [DONE]`"}
+_EVENTS = server_sent_event("a chunk as JSON, an `{error}` as JSON, or `[DONE]` (the last)")
 SCHEMA_PATCHES: list[SchemaPatch] = [
     describe_structs(
         ChatCompletionRequest,

@@ -14,7 +14,8 @@ else a service answers is stated here, in one place every service uses:
   msgspec struct with `forbid_unknown_fields` gets `additionalProperties: false`; bounds of 0,
   which Litestar drops, are stated), `constrain(...)`
   (a limit read from the deployment's settings, such as `maximum` of `k`), `add_content(...)`
-  (a second media type of an answer, such as `text/event-stream`), `define(...)` (a
+  (a second media type of an answer, such as `text/event-stream`, whose events
+  `server_sent_event(...)` describes), `define(...)` (a
   member written as JSON Schema), `unions_as_any_of` (Litestar states a union as `oneOf`,
   which refuses a value two branches accept, such as `0` for `int | float`; msgspec takes any
   branch that fits).
@@ -54,6 +55,7 @@ __all__ = (
     "openai_error_responses",
     "openapi_config",
     "problem_responses",
+    "server_sent_event",
     "unions_as_any_of",
 )
 
@@ -106,12 +108,16 @@ class OpenAIErrorBody(msgspec.Struct):
 
 _MEANINGS = {
     400: "the request, a parameter or a body member is invalid (`field` / `param` names it)",
-    401: "an admin route without a valid admin bearer token",
+    401: "no valid bearer credential (`Authorization: Bearer ...`) for a route that needs one",
+    403: "the credential is valid but lacks the route's scope (or the feature)",
     404: "a named resource does not exist",
     409: "the request conflicts with the resource's state",
     413: "the body or a member of it is larger than this deployment allows",
     415: "the body's Content-Type is not one the route reads",
     422: "the body is well-formed but its content is invalid",
+    429: "a rate limit or budget is spent; retry after `Retry-After` seconds",
+    431: "a header (`Authorization`) is larger than allowed",
+    502: "an upstream answered, but not usefully",
     503: "a dependency is unavailable; retry after `Retry-After` seconds",
     504: "the request's deadline passed",
 }
@@ -280,6 +286,22 @@ def add_content(
         response.setdefault("content", {})[media_type] = {"schema": dict(schema)}
 
     return patch
+
+
+def server_sent_event(data: str, events: tuple[str, ...] = ("message",)) -> dict[str, Any]:
+    """The schema of one event of a `text/event-stream` answer, for `add_content`: as in
+    OpenAPI 3.2 (and as schemathesis reads it), each event is an object with its `event` name
+    (`message` when the stream names none) and its `data` text, described by `data`."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": list(events)},
+            "data": {"type": "string", "description": data},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
 
 
 def define(component: str, member: str, schema: Mapping[str, Any]) -> SchemaPatch:

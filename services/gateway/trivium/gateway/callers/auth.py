@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from pydantic import SecretStr
 
@@ -187,7 +188,13 @@ def scope_of(handler: BaseRouteHandler) -> Scope:
 async def require_scope(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Litestar guard: the route's `opt={"scope": ...}`; the caller lands in request state."""
+    """Litestar guard: the route's `opt={"scope": ...}`; the caller lands in request state.
+    A path's automatic OPTIONS answer (its `Allow` header, nothing else) needs no scope."""
+    automatic_options = isinstance(handler, HTTPRouteHandler) and handler.http_methods == {
+        "OPTIONS"
+    }
+    if automatic_options and "scope" not in handler.opt:
+        return
     authenticator: Authenticator = connection.app.state.authenticator
     headers = connection.headers
     connection.state.caller = await authenticator.for_route(

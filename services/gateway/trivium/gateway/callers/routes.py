@@ -10,6 +10,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from trivium.common.errors import InvalidInputError
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.gateway.callers.auth import ACTOR, require_scope
 from trivium.gateway.callers.keys import (
     ALL_FEATURES,
@@ -19,12 +20,14 @@ from trivium.gateway.callers.keys import (
     Scope,
 )
 from trivium.gateway.callers.store import KeyAuditEntry, KeySpec, KeyStore
+from trivium.gateway.route_docs import native_errors, scoped
 
 __all__ = ("CreateKeyRequest", "CreatedKeyResponse", "KeyController")
 
 FEATURE_PATTERN = r"^(\*|[a-z0-9][a-z0-9-]{0,62})$"
 KeyId = Annotated[str, Parameter(pattern=KEY_ID_PATTERN, description="the key's id")]
 _OPT = {"scope": "keys:admin"}
+_ADMIN = scoped("keys:admin")
 FeatureName = Annotated[str, msgspec.Meta(pattern=FEATURE_PATTERN)]
 
 
@@ -76,8 +79,15 @@ class KeyController(Controller):
     tags = ["keys"]
     guards = [require_scope]
     dependencies = {"actor": ACTOR}
+    before_request = staticmethod(decode_body_strictly)
 
-    @post("/", opt=_OPT, summary="Create a key; the full key is in this answer only")
+    @post(
+        "/",
+        opt=_OPT,
+        security=_ADMIN,
+        responses=native_errors(400, 409, 413),
+        summary="Create a key; the full key is in this answer only",
+    )
     async def create(
         self, request: Request[Any, Any, Any], actor: str, data: CreateKeyRequest
     ) -> Response[CreatedKeyResponse]:
@@ -86,21 +96,35 @@ class KeyController(Controller):
             CreatedKeyResponse(created.key, created.record.view()), status_code=HTTP_201_CREATED
         )
 
-    @get("/", opt=_OPT, summary="Every key (never a secret)")
+    @get(
+        "/",
+        opt=_OPT,
+        security=_ADMIN,
+        responses=native_errors(),
+        summary="Every key (never a secret)",
+    )
     async def list_keys(self, request: Request[Any, Any, Any]) -> list[KeyView]:
         return [record.view() for record in await _store(request).all()]
 
-    @get("/{key_id:str}", opt=_OPT)
+    @get("/{key_id:str}", opt=_OPT, security=_ADMIN, responses=native_errors(400, 404))
     async def show(self, request: Request[Any, Any, Any], key_id: KeyId) -> KeyView:
         return (await _store(request).get(key_id)).view()
 
-    @get("/{key_id:str}/history", opt=_OPT, summary="The key's audit log")
+    @get(
+        "/{key_id:str}/history",
+        opt=_OPT,
+        security=_ADMIN,
+        responses=native_errors(400, 404),
+        summary="The key's audit log",
+    )
     async def history(self, request: Request[Any, Any, Any], key_id: KeyId) -> list[KeyAuditEntry]:
         return await _store(request).history(key_id)
 
     @post(
         "/{key_id:str}/rotate",
         opt=_OPT,
+        security=_ADMIN,
+        responses=native_errors(400, 404),
         status_code=HTTP_200_OK,
         summary="A new secret for the key; the old one is refused at once",
     )
@@ -113,6 +137,8 @@ class KeyController(Controller):
     @post(
         "/{key_id:str}/revoke",
         opt=_OPT,
+        security=_ADMIN,
+        responses=native_errors(400, 404),
         status_code=HTTP_200_OK,
         summary="Refuse the key from now on (every replica within a second)",
     )

@@ -24,6 +24,7 @@ from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse, Messag
 from trivium.gateway.invoke.serving import serving
 from trivium.gateway.invoke.sse import EventStream, PeekedStream, start_stream
 from trivium.gateway.policy import LoadedPolicy
+from trivium.gateway.route_docs import openai_errors, scoped
 
 __all__ = ("UNSUPPORTED_PARAMS", "ChatCompletionsController", "ChatRequest", "list_models")
 
@@ -240,6 +241,8 @@ class ChatCompletionsController(Controller):
     @post(
         status_code=HTTP_200_OK,
         summary="OpenAI-compatible chat completions; `model` is the feature's name",
+        security=scoped("invoke"),
+        responses=openai_errors(400, 404, 413, 429, 502, 503, 504),
     )
     async def create(
         self, request: Request[Any, Any, Any], data: ChatRequest
@@ -276,6 +279,8 @@ class ChatCompletionsController(Controller):
     tags=["openai"],
     exception_handlers=OPENAI_EXCEPTION_HANDLERS,
     summary="The features this key may call, as OpenAI models",
+    security=scoped("invoke"),
+    responses=openai_errors(),
 )
 async def list_models(request: Request[Any, Any, Any], policy: LoadedPolicy) -> dict[str, Any]:
     here = serving(request)

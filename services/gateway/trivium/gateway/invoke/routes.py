@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Controller, Request, Response, post
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.common.errors import TriviumError
@@ -16,6 +17,7 @@ from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
 from trivium.gateway.invoke.serving import serving
 from trivium.gateway.invoke.sse import EventStream, PeekedStream, sse_event, start_stream
+from trivium.gateway.route_docs import native_errors, scoped
 
 __all__ = ("InvokeController",)
 
@@ -44,7 +46,11 @@ class InvokeController(Controller):
             "With `stream: true` the answer arrives as server-sent events: `delta` events "
             "`{text}`, then one `summary` event (the JSON answer), or an `error` event."
         ),
-        responses=None,
+        security=scoped("invoke"),
+        responses={
+            HTTP_200_OK: ResponseSpec(InvokeResponse, description="the answer"),
+            **native_errors(400, 404, 413, 429, 502, 503, 504),
+        },
     )
     async def invoke(
         self, request: Request[Any, Any, Any], feature: str, data: InvokeRequest

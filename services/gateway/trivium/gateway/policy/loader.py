@@ -28,13 +28,14 @@ def load_policy_file(path: Path) -> Policy:
 
 
 def parse_policy(text: str | bytes, source: str) -> Policy:
-    loader = _Loader(text)
     try:
-        data = loader.get_single_data()
+        loader = _Loader(text)  # reads the text's start: a non-printable character fails here
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise InvalidPolicyError(source, [PolicyIssue(ROOT, f"not valid YAML: {exc}")]) from exc
-    finally:
-        loader.dispose()
     document, issues = validate({} if data is None else data)
     policy, unresolved = resolve(document, data) if document is not None else (Policy(), [])
     problems = [*loader.duplicates, *issues, *unresolved]

@@ -16,6 +16,7 @@ from trivium.gateway.callers.auth import ACTOR, require_scope
 from trivium.gateway.policy.check import PolicyReport, check_policy
 from trivium.gateway.policy.holder import LoadedPolicy, PolicyHolder, ReloadOutcome
 from trivium.gateway.policy.model import Feature, Upstream
+from trivium.gateway.route_docs import native_errors, scoped
 
 __all__ = ("MAX_POLICY_BYTES", "POLICY_MEDIA_TYPES", "PolicyController", "PolicyView")
 
@@ -48,7 +49,13 @@ class PolicyController(Controller):
     tags = ["policy"]
     guards = [require_scope]
 
-    @get("/policy", opt={"scope": "read"}, sync_to_thread=False)
+    @get(
+        "/policy",
+        opt={"scope": "read"},
+        security=scoped("read"),
+        responses=native_errors(),
+        sync_to_thread=False,
+    )
     def show(self, policy: LoadedPolicy) -> PolicyView:
         return PolicyView(
             version=policy.policy.version,
@@ -62,6 +69,8 @@ class PolicyController(Controller):
     @post(
         "/policy:validate",
         opt={"scope": "read"},
+        security=scoped("read"),
+        responses=native_errors(400, 413, 415, 422),
         status_code=HTTP_200_OK,
         request_max_body_size=MAX_POLICY_BYTES,
         summary="Check a policy (YAML or JSON body) as a reload would, applying nothing; "
@@ -88,6 +97,8 @@ class PolicyController(Controller):
         "/policy:reload",
         status_code=HTTP_200_OK,
         opt={"scope": "policy:reload"},
+        security=scoped("policy:reload"),
+        responses=native_errors(422),
         dependencies={"actor": ACTOR},
         summary="Reload the policy file now; 422 lists every error and keeps the old policy",
     )

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import Parameter
 
 from trivium.gateway.callers.auth import require_scope
+from trivium.gateway.route_docs import native_errors, scoped
 from trivium.gateway.telemetry.stats import StatsRecorder, StatsSummary
 
 __all__ = ("StatsController",)
@@ -23,6 +24,8 @@ class StatsController(Controller):
 
     @get(
         opt={"scope": "read"},
+        security=scoped("read"),
+        responses=native_errors(400),
         summary="Count, error rate, P50/P95/P99 latency, mean cost and tokens per feature "
         "(and per caller key with group_by=key)",
         description="503 `stats_unavailable` with Retry-After (`dependency: redis`) while the "

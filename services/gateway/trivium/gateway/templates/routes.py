@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Response, get, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from trivium.common.http.strict_body import decode_body_strictly
 from trivium.gateway.callers.auth import ACTOR, require_scope
+from trivium.gateway.route_docs import native_errors, scoped
 from trivium.gateway.templates.schemas import (
     DiffResponse,
     PromoteRequest,
@@ -26,9 +29,20 @@ from trivium.registry.templates import TemplateRenderer
 __all__ = ("TemplateController",)
 
 Name = Annotated[str, Parameter(max_length=64, description="template name")]
+Label = Annotated[str, Parameter(max_length=32, description="label, e.g. production")]
 READ = {"scope": "read"}
 WRITE = {"scope": "templates:write"}
-Label = Annotated[str, Parameter(max_length=32, description="label, e.g. production")]
+READ_ALL: dict[str, Any] = {"opt": READ, "security": scoped("read"), "responses": native_errors()}
+READ_ONE: dict[str, Any] = {
+    "opt": READ,
+    "security": scoped("read"),
+    "responses": native_errors(400, 404),
+}
+WRITE_ONE: dict[str, Any] = {
+    "opt": WRITE,
+    "security": scoped("templates:write"),
+    "responses": native_errors(400, 404, 409, 413),
+}
 
 
 class TemplateController(Controller):
@@ -36,12 +50,13 @@ class TemplateController(Controller):
     tags = ["templates"]
     guards = [require_scope]
     dependencies = {"actor": ACTOR}
+    before_request = staticmethod(decode_body_strictly)
 
-    @get("/", opt=READ)
+    @get("/", **READ_ALL)
     async def list_templates(self, templates: Registry) -> list[ArtifactSummary]:
         return await templates.list()
 
-    @get("/{name:str}", opt=READ)
+    @get("/{name:str}", **READ_ONE)
     async def show(self, templates: Registry, name: Name) -> TemplateDetail:
         versions = await templates.versions(name)
         summaries = [
@@ -49,15 +64,26 @@ class TemplateController(Controller):
         ]
         return TemplateDetail(name, await templates.labels(name), summaries)
 
-    @get("/{name:str}/versions/{version:int}", opt=READ)
+    @get("/{name:str}/versions/{version:int}", **READ_ONE)
     async def get_version(self, templates: Registry, name: Name, version: int) -> ArtifactVersion:
         return await templates.get(name, version)
 
-    @get("/{name:str}/labels/{label:str}", opt=READ)
+    @get("/{name:str}/labels/{label:str}", **READ_ONE)
     async def resolve_label(self, templates: Registry, name: Name, label: Label) -> ArtifactVersion:
         return await templates.resolve(f"{name}@{label}")
 
-    @post("/{name:str}/versions", opt=WRITE)
+    @post(
+        "/{name:str}/versions",
+        **{
+            **WRITE_ONE,
+            "responses": {
+                HTTP_200_OK: ResponseSpec(
+                    PublishResponse, description="the latest version has this body: none made"
+                ),
+                **WRITE_ONE["responses"],
+            },
+        },
+    )
     async def publish(
         self, templates: Registry, actor: str, name: Name, data: PublishRequest
     ) -> Response[PublishResponse]:
@@ -68,7 +94,7 @@ class TemplateController(Controller):
             status_code=HTTP_201_CREATED if result.created else HTTP_200_OK,
         )
 
-    @put("/{name:str}/labels/{label:str}", opt=WRITE)
+    @put("/{name:str}/labels/{label:str}", **WRITE_ONE)
     async def promote(
         self, templates: Registry, actor: str, name: Name, label: Label, data: PromoteRequest
     ) -> LabelMove:
@@ -76,7 +102,7 @@ class TemplateController(Controller):
             name, label, data.version, expected_current=data.expected_current, actor=actor
         )
 
-    @post("/{name:str}/labels/{label:str}/rollback", opt=WRITE, status_code=HTTP_200_OK)
+    @post("/{name:str}/labels/{label:str}/rollback", status_code=HTTP_200_OK, **WRITE_ONE)
     async def rollback(
         self, templates: Registry, actor: str, name: Name, label: Label, data: RollbackRequest
     ) -> LabelMove:
@@ -84,7 +110,7 @@ class TemplateController(Controller):
             name, label, expected_current=data.expected_current, actor=actor
         )
 
-    @get("/{name:str}/history", opt=READ)
+    @get("/{name:str}/history", **READ_ONE)
     async def history(
         self,
         templates: Registry,
@@ -93,7 +119,7 @@ class TemplateController(Controller):
     ) -> list[AuditEntry]:
         return await templates.history(name, limit)
 
-    @get("/{name:str}/diff", opt=READ)
+    @get("/{name:str}/diff", **READ_ONE)
     async def diff(
         self,
         templates: Registry,
@@ -103,7 +129,11 @@ class TemplateController(Controller):
     ) -> DiffResponse:
         return DiffResponse(name, old, new, await templates.diff(name, old, new))
 
-    @post("/{name:str}/render", opt=READ, status_code=HTTP_200_OK)
+    @post(
+        "/{name:str}/render",
+        status_code=HTTP_200_OK,
+        **{**READ_ONE, "responses": native_errors(400, 404, 413)},
+    )
     async def render(
         self, templates: Registry, renderer: TemplateRenderer, name: Name, data: RenderRequest
     ) -> RenderResponse:

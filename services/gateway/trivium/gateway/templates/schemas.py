@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from trivium.registry.references import MAX_VERSION
+
 __all__ = (
     "DiffResponse",
     "PromoteRequest",
@@ -18,8 +20,8 @@ __all__ = (
     "VersionSummary",
 )
 
-Version = Annotated[int, msgspec.Meta(ge=1, le=999_999_999)]
-ExpectedVersion = Annotated[int, msgspec.Meta(ge=0, le=999_999_999)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
+ExpectedVersion = Annotated[int, msgspec.Meta(ge=0, le=MAX_VERSION)]
 
 
 class PublishRequest(msgspec.Struct, forbid_unknown_fields=True):
