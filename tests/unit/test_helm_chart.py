@@ -27,6 +27,7 @@ from tests.support.helm_manifests import (
     render,
 )
 from tests.support.helm_render import ChartFailError, TemplateError, render_chart
+from trivium.common.http.exposure import require_admin_credential
 from trivium.common.settings import TriviumSettings
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.policy import parse_policy
@@ -416,12 +417,16 @@ def test_rendered_settings_load_with_the_services_own_settings(
         assert settings.redis.url.startswith("redis://:secret-trivium-redis-redis-password@")
         assert "trivium-redis-master:6379" in settings.redis.url
     actors = [t["actor"] for t in values[component]["adminTokens"]]
+    auth = values["gateway"]["auth"]
     if component == "gateway":
-        auth = values["gateway"]["auth"]
         assert section.auth.mode == auth["mode"] == "keys"
         assert section.auth.pepper is not None, "auth on needs the pepper from the Secret"
         actors.append(auth["bootstrapActor"])
+    elif not actors:  # no tokens of its own: the gateway's bootstrap credential guards writes
+        actors.append(auth["bootstrapActor"])
     assert sorted(section.admin_tokens) == sorted(actors)
+    if component != "gateway":  # bound to 0.0.0.0: the service's exposure rule must pass
+        require_admin_credential(component, section.host, section.admin_tokens, section.insecure)
     if component == "gateway":
         assert str(section.policy_file).startswith("/etc/trivium/policy/")
         assert section.retriever.url == "http://trivium-retriever:8200"

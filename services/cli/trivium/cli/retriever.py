@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from trivium.cli.context import CliState, print_json, run_async
 from trivium.common.contracts.retriever import DocumentIn
 from trivium.common.errors import TriviumError
+from trivium.common.http.exposure import InsecureExposureError
 from trivium.retriever.config import RetrieverSettings
 from trivium.retriever.indexing.sources import expand_paths, read_documents
 
@@ -43,6 +44,8 @@ def retriever_serve(state: CliState) -> None:
         serve(state.settings(RetrieverSettings))
     except (EmbeddingLoadError, RerankerLoadError) as exc:
         raise click.ClickException(f"retriever cannot start: {exc}") from exc
+    except InsecureExposureError as exc:
+        raise click.ClickException(f"retriever cannot start: {exc.message}") from exc
 
 
 @retriever.command("config")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from trivium.cli.context import CliState, find_stack_store, print_json, run_async
+from trivium.common.http.exposure import InsecureExposureError
 from trivium.common.settings import TriviumSettings
 from trivium.gateway.config import GatewaySettings
 from trivium.model.config import ModelSettings
@@ -29,7 +30,6 @@ def gateway() -> None:
 @pass_state
 def gateway_serve(state: CliState) -> None:
     """Serve the gateway (embedded Redis unless redis.url is set)."""
-    from trivium.gateway.callers import InsecureExposureError
     from trivium.gateway.policy.errors import InvalidPolicyError
     from trivium.gateway.server import serve
 
@@ -57,7 +57,10 @@ def model_serve(state: CliState) -> None:
     """Serve the OpenAI-compatible API on the configured engine."""
     from trivium.model.server import serve  # imported late: `--help` must not load torch
 
-    serve(state.settings(ModelSettings))
+    try:
+        serve(state.settings(ModelSettings))
+    except InsecureExposureError as exc:
+        raise click.ClickException(f"model service cannot start: {exc.message}") from exc
 
 
 @model.command("init-demo")

@@ -13,6 +13,7 @@ from litestar.di import Provide
 from prometheus_client import Gauge
 
 from trivium.common.aio import cancel_and_wait
+from trivium.common.http.exposure import require_admin_credential
 from trivium.common.http.openai_errors import OPENAI_EXCEPTION_HANDLERS
 from trivium.common.http.openapi import (
     SchemaPatch,
@@ -63,7 +64,9 @@ def _from_state(key: str) -> Provide:
 
 def create_app(settings: ModelSettings | None = None) -> Litestar:
     settings = settings or ModelSettings()
-    on_vllm = settings.model.engine == "vllm"
+    section = settings.model
+    require_admin_credential("model", section.host, section.admin_tokens, section.insecure)
+    on_vllm = section.engine == "vllm"
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

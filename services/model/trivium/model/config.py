@@ -62,6 +62,10 @@ class ModelSection(Section):
         default_factory=dict,
         description="actor name -> bearer token for /v1/adapters writes; empty leaves them open",
     )
+    insecure: bool = Field(
+        default=False,
+        description="serve writes without admin_tokens on a non-loopback host (trusted networks)",
+    )
     transformers: TransformersSection = TransformersSection()
     vllm: VllmSection = VllmSection()
 

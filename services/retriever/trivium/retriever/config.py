@@ -116,6 +116,10 @@ class RetrieverSection(Section):
     admin_tokens: dict[str, SecretStr] = Field(
         default_factory=dict, description="actor -> bearer token for writes; empty: open"
     )
+    insecure: bool = Field(
+        default=False,
+        description="serve writes without admin_tokens on a non-loopback host (trusted networks)",
+    )
     store: StoreSection = StoreSection()
     embedding: EmbeddingSection = EmbeddingSection()
     bm25: Bm25Section = Bm25Section()

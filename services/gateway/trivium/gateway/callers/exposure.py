@@ -8,28 +8,14 @@ without an admin credential (`gateway.admin_tokens`) or a shared pepper
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
-from trivium.common.errors import InvalidInputError
+from trivium.common.http.exposure import InsecureExposureError, is_loopback
 from trivium.gateway.config import GatewaySection
 
 __all__ = ("InsecureExposureError", "check_exposure", "is_loopback")
 
 log = logging.getLogger(__name__)
-
-
-class InsecureExposureError(InvalidInputError):
-    code = "insecure_exposure"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(section: GatewaySection) -> None:

@@ -17,6 +17,7 @@ from trivium.common.contracts.retriever import (
     IngestRequest,
     SearchRequest,
 )
+from trivium.common.http.exposure import require_admin_credential
 from trivium.common.http.openapi import (
     SchemaPatch,
     answer_options_with_every_method,
@@ -73,6 +74,8 @@ def create_app(
     settings: RetrieverSettings | None = None, service: RetrieverService | None = None
 ) -> Litestar:
     settings = settings or RetrieverSettings()
+    section = settings.retriever
+    require_admin_credential("retriever", section.host, section.admin_tokens, section.insecure)
     retriever = service or build_service(settings)
 
     @asynccontextmanager
