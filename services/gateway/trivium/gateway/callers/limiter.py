@@ -18,7 +18,6 @@ local per-process sliding window of the same limits (budgets unchecked), counted
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -33,7 +32,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from trivium.common.aio import cancel_and_wait
+from trivium.common.aio import Periodic
 from trivium.common.logs import LogThrottle
 from trivium.gateway.callers.auth import Caller
 from trivium.gateway.callers.errors import (
@@ -97,7 +96,7 @@ class Limiter:
         self._local: dict[str, _LocalWindow] = {}
         self._node = f"{os.getpid():x}{secrets.token_hex(3)}-"
         self._sequence = itertools.count()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("limiter-settle", self.settle_flush_s, self._tick, log)
         self._throttle = LogThrottle(log, 30.0)
         self._periods_until = 0.0
         self._period_names = ("", "")
@@ -325,22 +324,15 @@ class Limiter:
             )
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="limiter-settle")
+        self._loop.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._loop.stop()
         await self.flush()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settle_flush_s)
-            try:
-                CALLER_METRICS.roll_periods(self._periods())
-                await self.flush(older_than_s=self.settle_flush_s)
-            except Exception:  # a bug here must not end the loop
-                log.exception("limiter settle flush crashed")
+    async def _tick(self) -> None:
+        CALLER_METRICS.roll_periods(self._periods())
+        await self.flush(older_than_s=self.settle_flush_s)
 
 
 def _settle_args(settlements: list[_Settlement], bucket: object) -> list[dict[str, object]]:

@@ -25,7 +25,6 @@ sqrt(1.1) - 1 < 5%. Below 1 ms reads as 1 ms, above 120 s as 120 s.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -37,7 +36,7 @@ import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from trivium.common.aio import cancel_and_wait
+from trivium.common.aio import Periodic
 from trivium.common.errors import UnavailableError
 from trivium.common.logs import LogThrottle
 
@@ -187,7 +186,7 @@ class StatsRecorder:
         self.flush_s = flush_s
         self.clock = clock
         self._buffer: dict[_Key, _Acc] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("stats-flush", self.flush_s, self.flush, log)
         self._failing = False
         self._throttle = LogThrottle(log, LOG_INTERVAL_S)
 
@@ -325,22 +324,12 @@ class StatsRecorder:
         )
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="stats-flush")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the flush loop and flush what is still buffered."""
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._loop.stop()
         await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_s)
-            try:
-                await self.flush()
-            except Exception:  # a bug here must not end the loop
-                log.exception("stats flush crashed")
 
 
 def _add_field(acc: _Acc, stat: str, raw: bytes) -> None:
