@@ -12,17 +12,19 @@ from trivium.common.aio import Periodic
 
 async def test_it_ticks_survives_a_failing_tick_and_stops(caplog: pytest.LogCaptureFixture) -> None:
     ticks: list[int] = []
+    four = asyncio.Event()
 
     async def tick() -> None:
         ticks.append(len(ticks))
+        if len(ticks) == 4:
+            four.set()
         if len(ticks) == 2:
             raise RuntimeError("a bug in one flush")
 
     loop = Periodic("test-loop", 0.01, tick, logging.getLogger("test.periodic"))
     loop.start()
     loop.start()  # idempotent: still one task
-    while len(ticks) < 4:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(four.wait(), timeout=5)
     await loop.stop()
     after_stop = len(ticks)
     await asyncio.sleep(0.05)
