@@ -22,7 +22,20 @@ __all__ = (
 )
 
 
-class UpstreamClientSection(Section):
+class _CircuitSettings(Section):
+    """The circuit breaker's timing, the same for upstreams and the retriever."""
+
+    breaker_open_s: float = Field(
+        default=5.0, gt=0, description="how long an open circuit refuses before one probe"
+    )
+    breaker_probe_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how long a half-open probe holds the only slot; then the next call probes",
+    )
+
+
+class UpstreamClientSection(_CircuitSettings):
     """How the gateway talks to every OpenAI-compatible upstream (one pooled client each)."""
 
     max_connections: int = Field(default=100, gt=0, description="pooled connections per upstream")
@@ -39,14 +52,6 @@ class UpstreamClientSection(Section):
         gt=0,
         description="consecutive failures (connect, timeout, 5xx but 503, protocol) that open "
         "an upstream's circuit; 503 and 429 are backpressure and never count",
-    )
-    breaker_open_s: float = Field(
-        default=5.0, gt=0, description="how long an open circuit refuses before one probe"
-    )
-    breaker_probe_timeout_s: float = Field(
-        default=2.0,
-        gt=0,
-        description="how long a half-open probe holds the only slot; then the next call probes",
     )
     concurrency_min: int = Field(
         default=2, gt=0, description="the adaptive concurrency limit never falls below this"
@@ -76,7 +81,7 @@ class UpstreamClientSection(Section):
         return self
 
 
-class RetrieverClientSection(Section):
+class RetrieverClientSection(_CircuitSettings):
     """How the gateway searches the retriever (the `rag` roads)."""
 
     url: str = Field(default="http://127.0.0.1:8200", description="the retriever's base URL")
@@ -93,14 +98,6 @@ class RetrieverClientSection(Section):
         default=3,
         gt=0,
         description="consecutive timeouts, connection failures or 5xx that open the circuit",
-    )
-    breaker_open_s: float = Field(
-        default=5.0, gt=0, description="how long an open circuit refuses before one probe"
-    )
-    breaker_probe_timeout_s: float = Field(
-        default=2.0,
-        gt=0,
-        description="how long a half-open probe holds the only slot; then the next call probes",
     )
 
 
