@@ -6,25 +6,10 @@ import pytest
 
 from trivium.common.http.exposure import (
     InsecureExposureError,
-    is_loopback,
     require_admin_credential,
 )
 from trivium.model.config import ModelSection, ModelSettings
 from trivium.retriever.config import RetrieverSection, RetrieverSettings
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("::1", True),
-        ("localhost", True),
-        ("0.0.0.0", False),
-        ("10.1.2.3", False),
-    ],
-)
-def test_loopback_is_told_apart(host: str, loopback: bool) -> None:
-    assert is_loopback(host) is loopback
 
 
 @pytest.mark.parametrize("section", ["retriever", "model"])

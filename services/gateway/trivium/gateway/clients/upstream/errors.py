@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = ("UPSTREAM_ERROR_KINDS", "UpstreamError", "UpstreamErrorKind")
 
@@ -19,17 +19,7 @@ UpstreamErrorKind = Literal[
 ]
 """`rate_limited` (429) and `backpressure` (503, e.g. a full queue) are the upstream asking for
 less; `overloaded` is the gateway shedding a call beyond the upstream's concurrency limit."""
-UPSTREAM_ERROR_KINDS: tuple[UpstreamErrorKind, ...] = (
-    "connect",
-    "timeout",
-    "rate_limited",
-    "backpressure",
-    "server_error",
-    "client_error",
-    "circuit_open",
-    "overloaded",
-    "protocol",
-)
+UPSTREAM_ERROR_KINDS: tuple[UpstreamErrorKind, ...] = get_args(UpstreamErrorKind)
 
 _HTTP_STATUS: dict[UpstreamErrorKind, int] = {
     "timeout": 504,
