@@ -241,3 +241,22 @@ def test_up_refuses_a_port_another_process_holds(tmp_path: Path) -> None:
     assert f"in use by another process: gateway.port {port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_up_without_the_demo_model_needs_a_model_of_its_own(tmp_path: Path) -> None:
+    env = trivium_env(
+        tmp_path,
+        None,
+        TRIVIUM_GATEWAY__PORT=str(free_tcp_port()),
+        TRIVIUM_MODEL__PORT=str(free_tcp_port()),
+        TRIVIUM_UP__METRICS_PORT=str(free_tcp_port()),
+        TRIVIUM_UP__DEMO_MODEL="false",
+        TRIVIUM_MODEL__TRANSFORMERS__BASE_MODEL_DIR=str(tmp_path / "no-model-here"),
+    )
+    result = run_trivium(env, "up", "--skip-retriever")
+    assert result.returncode == 1, result.stderr
+    assert "up.demo_model is off" in result.stderr
+    assert "model.transformers.base_model_dir" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "stack.json").exists()
+    assert not EmbeddedRedis(tmp_path).running(), "the failed start left Redis running"
