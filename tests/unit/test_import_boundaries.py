@@ -53,6 +53,7 @@ ALLOWED_IMPORTS = {
     "gateway": {"common", "registry", "gateway"},
     "retriever": {"common", "registry", "retriever"},
     "model": {"common", "registry", "model"},
+    "trials": {"common", "registry", "trials"},
 }
 
 

@@ -34,8 +34,18 @@ __all__ = (
     "secrets_match",
 )
 
-Scope = Literal["invoke", "read", "templates:write", "policy:reload", "keys:admin"]
-SCOPES: tuple[Scope, ...] = ("invoke", "read", "templates:write", "policy:reload", "keys:admin")
+Scope = Literal[
+    "invoke", "read", "templates:write", "policy:reload", "keys:admin", "trials", "feedback"
+]
+SCOPES: tuple[Scope, ...] = (
+    "invoke",
+    "read",
+    "templates:write",
+    "policy:reload",
+    "keys:admin",
+    "trials",
+    "feedback",
+)
 ADMIN_SCOPES: frozenset[Scope] = frozenset(
     {"read", "templates:write", "policy:reload", "keys:admin"}
 )
