@@ -38,6 +38,8 @@ class CaseScores(msgspec.Struct, frozen=True, omit_defaults=True):
 
     correct: bool | None = None
     """label: the predicted label equals the expected one."""
+    expected_label: str | None = None
+    """label: the case's expected label (the confusion matrix and macro-F1 need both sides)."""
     predicted_label: str | None = None
     out_of_labels: bool | None = None
     """label: the answer is none of the dataset's labels (a hallucinated class)."""
