@@ -52,7 +52,7 @@ def test_publish_list_show_rows_promote_rollback_history(
     assert run_trivium(env, "datasets", "promote", "eval", "2").returncode == 0
 
     listed = run_trivium(env, "datasets", "list")
-    assert "eval" in listed.stdout and "v2" in listed.stdout and "production=2" in listed.stdout
+    assert listed.stdout.split()[:3] == ["eval", "v2", "production=2"]
     shown = run_trivium(env, "datasets", "show", "eval@1")
     assert f"rows: {count}" in shown.stdout
     assert "2 chunks" in shown.stdout

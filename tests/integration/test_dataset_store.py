@@ -115,8 +115,8 @@ async def test_labels_rollback_and_history(store: DatasetStore) -> None:
     await store.registry.promote(name, "production", 1, actor="alice")
     await store.registry.promote(name, "production", 2, actor="bob")
     assert (await store.resolve(f"{name}@production")).version == 2
-    first_row = [row async for row in store.rows(f"{name}@production", 0, 1)][0]
-    assert first_row.input == {"text": "case 0v2"}
+    first_rows = [row async for row in store.rows(f"{name}@production", 0, 1)]
+    assert [r.input for r in first_rows] == [{"text": "case 0v2"}]
 
     move = await store.registry.rollback(name, "production", actor="carol")
     assert (move.from_version, move.to_version) == (2, 1)

@@ -99,22 +99,25 @@ def test_messages_answers_and_doc_ids() -> None:
 
 
 def test_every_bad_line_is_named_with_its_field_and_nothing_is_kept() -> None:
-    lines = jsonl(
-        [
-            row(1),
-            row(2, expected={"label": 3}),
-            {k: v for k, v in row(3).items() if k != "input"},
-            row(4, extra="no"),
-            {k: v for k, v in row(5).items() if k != "id"},
-            row(6, messages=[{"role": "user", "content": "hi"}]),
-            row(7, expected={}),
-            row(8, expected={"label": "bug", "answer": "x"}),
-            row(1),
-            row(10, id="-not-an-id"),
-            row(11, messages=[{"role": "robot", "content": "hi"}], input=None),
-            row(12, expected={"doc_ids": []}),
-        ]
-    ) + ["{not json\n"]
+    lines = [
+        *jsonl(
+            [
+                row(1),
+                row(2, expected={"label": 3}),
+                {k: v for k, v in row(3).items() if k != "input"},
+                row(4, extra="no"),
+                {k: v for k, v in row(5).items() if k != "id"},
+                row(6, messages=[{"role": "user", "content": "hi"}]),
+                row(7, expected={}),
+                row(8, expected={"label": "bug", "answer": "x"}),
+                row(1),
+                row(10, id="-not-an-id"),
+                row(11, messages=[{"role": "robot", "content": "hi"}], input=None),
+                row(12, expected={"doc_ids": []}),
+            ]
+        ),
+        "{not json\n",
+    ]
     assert errors_of(lines) == [
         (2, "expected.label"),
         (3, "input"),
