@@ -209,6 +209,32 @@ def test_features_and_scopes_are_enforced(replicas: Replicas) -> None:
         assert http.get("/metrics").status_code == 200
 
 
+def test_publishing_a_dataset_needs_the_trials_scope(replicas: Replicas) -> None:
+    rows = '{"id": "c1", "input": {"question": "q"}, "expected": {"answer": "a"}}\n'
+    ndjson = {"content-type": "application/x-ndjson"}
+    reader, _ = replicas.create_key(name="dataset-reader", scopes=["read"])
+    runner, _ = replicas.create_key(name="trial-runner", scopes=["trials"])
+    with replicas.one.client() as http:
+        path = "/v1/datasets/auth-eval/versions"
+        refused = http.post(
+            path, content=rows, headers={**ndjson, "authorization": f"Bearer {reader}"}
+        )
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "missing_scope"
+        assert "trials" in refused.json()["detail"]
+        assert http.post(path, content=rows, headers=ndjson).status_code == 401
+        made = http.post(
+            path, content=rows, headers={**ndjson, "authorization": f"Bearer {runner}"}
+        )
+        assert made.status_code in (200, 201), made.text
+        read = {"authorization": f"Bearer {reader}"}
+        page = http.get("/v1/datasets/auth-eval/rows", headers=read)
+        assert page.status_code == 200, page.text
+        assert [r["id"] for r in page.json()["rows"]] == ["c1"]
+        no_read = http.get("/v1/datasets", headers={"authorization": f"Bearer {runner}"})
+        assert no_read.status_code == 403
+
+
 def test_key_admin_lifecycle_is_audited_and_reaches_every_replica(replicas: Replicas) -> None:
     key, record = replicas.create_key(name="lifecycle", features=["*"])
     key_id = record["id"]

@@ -14,6 +14,7 @@ __all__ = ("cli",)
 COMMANDS = {
     "up": "trivium.cli.up:up",
     "templates": "trivium.cli.templates:templates",
+    "datasets": "trivium.cli.datasets:datasets",
     "keys": "trivium.cli.keys:keys",
     "policy": "trivium.cli.policy:policy",
     "gateway": "trivium.cli.services:gateway",

@@ -26,6 +26,7 @@ from trivium.gateway.callers import (
 )
 from trivium.gateway.clients import RetrieverClient, UpstreamPool
 from trivium.gateway.config import GatewaySettings
+from trivium.gateway.datasets import DatasetController
 from trivium.gateway.health import readyz
 from trivium.gateway.invoke import (
     Accountant,
@@ -45,6 +46,7 @@ from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, confi
 from trivium.gateway.templates import TemplateController
 from trivium.registry import TEMPLATE_KIND, ReadOnlyKind, Registry, TemplateRenderer
 from trivium.registry.cache import InvalidationListener
+from trivium.registry.datasets import DatasetStore
 
 __all__ = ("create_app",)
 
@@ -112,6 +114,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             await adapters.start()
             stats.start()
             app.state.templates = templates
+            app.state.datasets = DatasetStore(client, settings.registry)
             app.state.stats = stats
             planner = Planner(
                 templates=templates,
@@ -168,6 +171,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             ChatCompletionsController,
             list_models,
             TemplateController,
+            DatasetController,
             KeyController,
             PolicyController,
             StatsController,
@@ -177,6 +181,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         ],
         dependencies={
             "templates": _state_getter("templates"),
+            "datasets": _state_getter("datasets"),
             "renderer": _state_getter("renderer"),
             "policy": Provide(provide_policy, sync_to_thread=False),
             "policy_holder": _state_getter("policy_holder"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar.openapi import OpenAPIConfig
 
+from trivium.common.contracts.datasets import MAX_DATASET_BYTES, MAX_DATASET_ROWS
 from trivium.common.http.openapi import (
     SchemaPatch,
     add_content,
@@ -20,6 +21,7 @@ from trivium.common.http.openapi import (
 from trivium.gateway.callers.auth import WRITE_SCOPES, AuthMode
 from trivium.gateway.callers.keys import ALL_FEATURES
 from trivium.gateway.callers.routes import CreateKeyRequest
+from trivium.gateway.datasets import DATASET_MEDIA_TYPES
 from trivium.gateway.invoke.openai_routes import ChatRequest
 from trivium.gateway.invoke.schemas import InvokeRequest
 from trivium.gateway.policy.document import NAME_PATTERN as FEATURE_PATTERN
@@ -102,6 +104,7 @@ _RATE_HEADERS = {
     }.items()
 }
 INVOKE_PATH = "/v1/features/{feature}/invoke"
+DATASET_VERSIONS_PATH = "/v1/datasets/{name}/versions"
 CHAT_PATH = "/v1/chat/completions"
 
 
@@ -158,14 +161,16 @@ _REFERENCE_PARTS: dict[str, dict[str, Any]] = {
     "from": {"pattern": SELECTOR_PATTERN},
     "to": {"pattern": SELECTOR_PATTERN},
     "version": {"minimum": 1, "maximum": MAX_VERSION},
+    "selector": {"pattern": SELECTOR_PATTERN},
 }
 
 
-def _template_references(document: dict[str, Any]) -> None:
+def _registry_references(document: dict[str, Any]) -> None:
     """The registry checks names, labels and selectors itself (400 `malformed_reference`,
-    naming the parameter), so the routes read them as plain strings; the patterns are here."""
+    naming the parameter), so the template and dataset routes read them as plain strings; the
+    patterns are here."""
     for path, operations in document["paths"].items():
-        if not path.startswith("/v1/templates/"):
+        if not path.startswith(("/v1/templates/", "/v1/datasets/")):
             continue
         for operation in operations.values():
             for parameter in operation.get("parameters", ()):
@@ -189,6 +194,22 @@ def _policy_body(document: dict[str, Any]) -> None:
     }
 
 
+def _dataset_body(document: dict[str, Any]) -> None:
+    """`POST /v1/datasets/{name}/versions` streams its body itself: the JSONL file."""
+    text = {
+        "type": "string",
+        "description": (
+            "the dataset's JSONL file, one case a line (`id`, `input` or `messages`, "
+            f"`expected`, `tags`), at most {MAX_DATASET_BYTES} bytes (larger: 413) and "
+            f"{MAX_DATASET_ROWS} rows; a bad line is a 400 naming it and its field"
+        ),
+    }
+    document["paths"][DATASET_VERSIONS_PATH]["post"]["requestBody"] = {
+        "required": True,
+        "content": {media_type: {"schema": text} for media_type in DATASET_MEDIA_TYPES},
+    }
+
+
 def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPIConfig:
     patches: list[SchemaPatch] = [
         describe_structs(
@@ -204,9 +225,10 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
         define("CreateKeyRequest", "features", _KEY_FEATURES),
         _input_or_messages,
-        _template_references,
+        _registry_references,
         constrain("RenderRequest", "selector", pattern=SELECTOR_PATTERN),
         _policy_body,
+        _dataset_body,
         _feature_parameter,
         add_content(INVOKE_PATH, "post", 200, "text/event-stream", _INVOKE_EVENTS),
         add_content(CHAT_PATH, "post", 200, "text/event-stream", _CHAT_EVENTS),
