@@ -44,6 +44,7 @@ __all__ = ("Answer", "TrialsGateway")
 
 Answer = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 _encode = msgspec.json.Encoder().encode
+_SCOPES = web.RequestKey("scopes", tuple[str, ...])
 
 
 class _RefusedError(Exception):
@@ -74,6 +75,10 @@ class TrialsGateway:
         self.invokes: Counter[tuple[str, str, str]] = Counter()
         self.case_puts: list[int] = []
         """The size of each `PUT .../cases` batch."""
+        self.page_cap = 500
+        """The most rows or cases one page holds (small: the runner must follow pages)."""
+        self.refuse_case_puts = False
+        """Answer `PUT .../cases` with 503 (a gateway that cannot store)."""
         self.on_invoke: Callable[[int], None] | None = None
         """Called (in the server's thread) with the running count of invoke calls."""
         self._lock = threading.Lock()
@@ -138,8 +143,7 @@ class TrialsGateway:
     @web.middleware
     async def _problems(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            scopes = self._scopes(request)
-            request["scopes"] = scopes
+            request[_SCOPES] = self._scopes(request)
             response: web.StreamResponse = await handler(request)
             return response
         except _RefusedError as refusal:
@@ -164,7 +168,7 @@ class TrialsGateway:
 
     @staticmethod
     def _need(request: web.Request, scope: str, field: str | None = None) -> None:
-        if scope not in request["scopes"]:
+        if scope not in request[_SCOPES]:
             raise _RefusedError(403, "forbidden_scope", f"needs scope {scope}", field)
 
     @staticmethod
@@ -210,7 +214,8 @@ class TrialsGateway:
         if not 1 <= version <= len(versions):
             raise _RefusedError(404, "not_found", f"no version {selector}", "selector")
         rows = versions[version - 1]
-        offset, limit = self._int(request, "offset", 0), self._int(request, "limit", 500)
+        offset = self._int(request, "offset", 0)
+        limit = min(self._int(request, "limit", 500), self.page_cap)
         end = offset + limit
         page = DatasetRowsPage(
             name=name,
@@ -269,6 +274,8 @@ class TrialsGateway:
     async def _put_cases(self, request: web.Request) -> web.Response:
         self._need(request, "trials")
         trial = self._trial(request)
+        if self.refuse_case_puts:
+            raise _RefusedError(503, "unavailable", "the store is down")
         cases: list[CaseResult] = (await self._decode(request, dict[str, list[CaseResult]]))[
             "cases"
         ]
@@ -290,7 +297,8 @@ class TrialsGateway:
         if arm not in trial.arms:
             raise _RefusedError(400, "invalid_input", "arm not in trial", "arm")
         stored = [self.cases[trial.id][arm][k] for k in sorted(self.cases[trial.id][arm])]
-        offset, limit = self._int(request, "offset", 0), self._int(request, "limit", 500)
+        offset = self._int(request, "offset", 0)
+        limit = min(self._int(request, "limit", 500), self.page_cap)
         end = offset + limit
         page = TrialCasesPage(
             trial=trial.id,

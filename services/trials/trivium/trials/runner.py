@@ -264,7 +264,8 @@ class TrialRunner:
             await buffer.flush()
         except BaseException as exc:
             for worker in workers:
-                await cancel_and_wait(worker)
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
             self.observer.stop()
             record = await self._interrupt(record, buffer)
             if isinstance(exc, TriviumError | OSError):
