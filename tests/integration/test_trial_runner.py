@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.trials_gateway import TrialsGateway
 from trivium.common.contracts.datasets import DatasetRow, Expected
 from trivium.common.contracts.trials import (
     ArmSummary,
@@ -37,7 +38,6 @@ from trivium.trials.runner import (
     resume_command,
     run_until_ctrl_c,
 )
-from tests.support.trials_gateway import TrialsGateway
 
 KEY = "tk_trials"
 LABELS = ("billing", "bug", "account")

@@ -79,7 +79,7 @@ class TrialsGateway:
         """The most rows or cases one page holds (small: the runner must follow pages)."""
         self.refuse_case_puts = False
         """Answer `PUT .../cases` with 503 (a gateway that cannot store)."""
-        self.on_invoke: Callable[[int], None] | None = None
+        self.on_invoke: Callable[[int], object] | None = None
         """Called (in the server's thread) with the running count of invoke calls."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

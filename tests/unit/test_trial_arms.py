@@ -51,7 +51,7 @@ def test_retrieval_without_a_template_opens_only_extractive() -> None:
 
 
 def test_an_unknown_feature_is_named() -> None:
-    with pytest.raises(NotFoundError, match="no feature 'nope'.*triage") as caught:
+    with pytest.raises(NotFoundError, match=r"no feature .nope.*triage") as caught:
         feature_arms(_policy(template="t@1"), "nope")
     assert caught.value.field == "feature"
 
@@ -65,6 +65,6 @@ def test_requested_arms_keep_their_order_and_lose_repeats() -> None:
 
 def test_an_arm_the_feature_cannot_take_is_refused_naming_arms() -> None:
     available = feature_arms(_policy(template="t@1"), "triage")
-    with pytest.raises(InvalidInputError, match="rag.*its arms: prompt") as caught:
+    with pytest.raises(InvalidInputError, match=r"rag.*its arms: prompt") as caught:
         choose_arms(available, ["prompt", "rag"])
     assert caught.value.field == "arms"
