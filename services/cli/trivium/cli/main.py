@@ -20,6 +20,7 @@ COMMANDS = {
     "gateway": "trivium.cli.services:gateway",
     "retriever": "trivium.cli.retriever:retriever",
     "model": "trivium.cli.services:model",
+    "trial": "trivium.cli.trials:trial",
 }
 """Each command group is imported when it is run: `trivium retriever serve` must not load the
 gateway's modules, whose metrics would then show on the retriever's /metrics."""
