@@ -41,7 +41,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[TrialsGateway]:
 
 
 def _trivium(tmp_path: Path, *args: str) -> Result:
-    env = {"TRIVIUM_API_KEY": KEY, "TRIVIUM_DATA_DIR": str(tmp_path / "var")}
+    env = {"TRIVIUM_KEY": KEY, "TRIVIUM_DATA_DIR": str(tmp_path / "var")}
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 

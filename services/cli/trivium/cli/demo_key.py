@@ -2,7 +2,7 @@
 
 The full key is kept in `<data_dir>/auth/demo_key` (mode 0600) so the next `up` on the same
 data reuses it; a key that no longer checks out (revoked, rotated, another pepper) is
-replaced by a new one.
+replaced by a new one, and so is one made before the demo's scopes grew.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import os
 from pathlib import Path
 
 from trivium.gateway.callers import KeySpec, KeyStore
-from trivium.gateway.callers.keys import parse_key, secrets_match
+from trivium.gateway.callers.keys import Scope, parse_key, secrets_match
 
-__all__ = ("DEMO_KEY_NAME", "demo_key_file", "ensure_demo_key")
+__all__ = ("DEMO_KEY_NAME", "DEMO_SCOPES", "demo_key_file", "ensure_demo_key")
 
 DEMO_KEY_NAME = "demo"
+DEMO_SCOPES: tuple[Scope, ...] = ("invoke", "read", "trials", "feedback")
+"""Enough to call every feature, run trials and send feedback; nothing that administers."""
 
 
 def demo_key_file(data_dir: Path) -> Path:
@@ -32,6 +34,7 @@ async def ensure_demo_key(store: KeyStore, data_dir: Path) -> str:
             parsed is not None
             and record is not None
             and record.status() == "active"
+            and set(DEMO_SCOPES) <= set(record.scopes)
             and secrets_match(store.pepper, parsed.secret, record.secret_hash)
         ):
             return kept
@@ -43,7 +46,7 @@ async def ensure_demo_key(store: KeyStore, data_dir: Path) -> str:
             name=DEMO_KEY_NAME,
             owner="trivium up",
             features=("*",),
-            scopes=("invoke", "read"),
+            scopes=DEMO_SCOPES,
         ),
         actor="trivium up",
     )

@@ -1,7 +1,7 @@
 """`trivium trial ...`: run a feature's arms over a dataset through a gateway, list, show, report.
 
 Every command talks to a gateway: `--gateway URL`, else the running stack's (its stack.json),
-with the key of `--api-key` / TRIVIUM_API_KEY, else the stack's demo key file. Running and
+with the key of `--api-key` / TRIVIUM_KEY, else the stack's demo key file. Running and
 storing need a key with scope `trials`; reading needs `read`.
 """
 
@@ -49,9 +49,9 @@ gateway_option = click.option(
 key_option = click.option(
     "--api-key",
     "api_key",
-    envvar="TRIVIUM_API_KEY",
+    envvar="TRIVIUM_KEY",
     default=None,
-    help="Bearer key (env TRIVIUM_API_KEY); default: the running stack's demo key.",
+    help="Bearer key (env TRIVIUM_KEY); default: the running stack's demo key.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 EXIT_INTERRUPTED = 130

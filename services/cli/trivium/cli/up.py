@@ -104,7 +104,10 @@ def _try_it(gateway_url: str, key: str | None) -> str:
     lines = []
     auth = ""
     if key is not None:
-        lines += ["the demo API key (invoke + read, every feature):", f"  export TRIVIUM_KEY={key}"]
+        lines += [
+            "the demo API key (invoke, read, trials, feedback; every feature):",
+            f"  export TRIVIUM_KEY={key}",
+        ]
         auth = '-H "authorization: Bearer $TRIVIUM_KEY" '
     lines.append("try one road each:")
     for feature, body in calls:
