@@ -10,6 +10,7 @@ import time
 
 from trivium.common.errors import TriviumError
 from trivium.gateway.callers import CALLER_METRICS
+from trivium.gateway.feedback.records import AnswerLog
 from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.schemas import InvokeResponse
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus, Stage
@@ -30,9 +31,13 @@ def status_of(exc: TriviumError) -> RequestStatus:
 
 
 class Accountant:
-    def __init__(self, kpis: KpiRecorder, stats: StatsRecorder) -> None:
+    def __init__(
+        self, kpis: KpiRecorder, stats: StatsRecorder, answers: AnswerLog | None = None
+    ) -> None:
         self.kpis = kpis
         self.stats = stats
+        self.answers = answers
+        """Each answer's record, for feedback (buffered; written in the background)."""
 
     def record(self, call: Call, response: InvokeResponse | None, status: RequestStatus) -> None:
         """`call.feature_name` is one of the active policy's (metric labels stay bounded).
@@ -71,6 +76,8 @@ class Accountant:
                 kpis.cost(feature, route, variant, cost)
             if response.verdict is not None:
                 kpis.verdict(feature, response.verdict)
+            if self.answers is not None:
+                self.answers.add(call.request, response)
         kpis.request(feature, route, variant, status, seconds)
         kpis.overhead(feature, max(seconds - call.waited_s, 0.0))
         self.stats.observe(
