@@ -137,7 +137,8 @@ def test_feedback_is_attributed_to_what_served_the_answer_even_after_a_flip(
 ) -> None:
     d = deployment
     before = ask(d, "where is my refund?")
-    assert before["id"].startswith("ans_") and before["variant"] == "control"
+    assert before["id"].startswith("ans_")
+    assert before["variant"] == "control"
     assert before["template"] == "ask@1"
     receipt = feedback(d, answer_id=before["id"], kind="completed", value=False)
     assert receipt.status_code == 200, receipt.text
@@ -146,7 +147,8 @@ def test_feedback_is_attributed_to_what_served_the_answer_even_after_a_flip(
     d.policy_file.write_text(POLICY.format(version=2, url=d.url, template=2, variant="candidate"))
     with d.http() as http:
         reloaded = http.post("/v1/policy:reload", headers=ADMIN)
-    assert reloaded.status_code == 200 and reloaded.json()["result"] == "ok", reloaded.text
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["result"] == "ok"
     after = ask(d, "and my invoice?")
     assert (after["variant"], after["template"]) == ("candidate", "ask@2")
     assert after["lineage"]["policy_hash"] != before["lineage"]["policy_hash"]
@@ -172,9 +174,11 @@ def test_feedback_is_attributed_to_what_served_the_answer_even_after_a_flip(
     while True:
         variants = stats_of(d)
         control = variants.get("control", {}).get("feedback") or {}
-        if control.get("escalation", {}).get("count") == 1 and "candidate" in variants:
-            if (variants["candidate"].get("feedback") or {}).get("satisfaction", {}).get("count"):
-                break
+        candidate = variants.get("candidate", {}).get("feedback") or {}
+        if control.get("escalation", {}).get("count") and candidate.get("satisfaction", {}).get(
+            "count"
+        ):
+            break
         assert time.monotonic() < deadline, variants
         time.sleep(0.1)
     assert control["completion"] == {"rate": 1.0, "count": 1}  # false, then true: true counts
@@ -182,7 +186,6 @@ def test_feedback_is_attributed_to_what_served_the_answer_even_after_a_flip(
     assert control["mean_rating"] == 2.0
     assert control["escalation"] == {"rate": 1.0, "count": 1}  # 1 of the 1 answer it served
     assert control["correction"] == {"rate": 0.0, "count": 0}
-    candidate = variants["candidate"]["feedback"]
     assert candidate["completion"] == {"rate": 0.0, "count": 1}
     assert candidate["satisfaction"] == {"rate": 1.0, "count": 1}
 
@@ -212,9 +215,7 @@ def test_the_openai_route_answers_carry_the_same_kind_of_id(deployment: Deployme
             headers=d.app,
         ) as streamed:
             chunks = [
-                json.loads(line[6:])
-                for line in streamed.iter_lines()
-                if line.startswith("data: {")
+                json.loads(line[6:]) for line in streamed.iter_lines() if line.startswith("data: {")
             ]
     answer_id = completion.json()["id"]
     assert answer_id.startswith("ans_")
@@ -255,11 +256,14 @@ def test_corrections_become_candidate_dataset_rows(deployment: Deployment) -> No
     rows = [msgspec.json.decode(line, type=DatasetRow) for line in export.text.splitlines()]
     assert [row.id for row in rows] == [second["id"], first["id"]]  # the last correction counts
     assert rows[0].input == {"question": "cancel my plan"}
-    assert rows[0].expected.answer == text and rows[0].expected.label is None
+    assert rows[0].expected.answer == text
+    assert rows[0].expected.label is None
     assert (rows[1].expected.label, rows[1].expected.answer) == ("refunds", "Refunds take 5 days.")
     assert rows[1].tags == ["feedback", "route:prompt", "variant:candidate"]
-    assert other.status_code == 200 and other.text == ""
-    assert paged.text.count("\n") == 1 and "x-next-cursor" in paged.headers
+    assert other.status_code == 200
+    assert other.text == ""
+    assert paged.text.count("\n") == 1
+    assert "x-next-cursor" in paged.headers
     assert forbidden.status_code == 403
 
 
@@ -315,16 +319,20 @@ def test_unknown_expired_forbidden_and_oversize_feedback_is_refused(
     other_feature = feedback(d, d.billing_app, answer_id=faq_answer, kind="thumbs", value="up")
     assert problem(other_feature) == (403, "forbidden_feature", "answer_id")
     no_scope = feedback(d, d.invoker, answer_id=faq_answer, kind="thumbs", value="up")
-    assert no_scope.status_code == 403 and no_scope.json()["code"] == "missing_scope"
+    assert no_scope.status_code == 403
+    assert no_scope.json()["code"] == "missing_scope"
     no_key = feedback(d, {}, answer_id=faq_answer, kind="thumbs", value="up")
     assert no_key.status_code == 401
     billing_answer = ask(d, "my invoice", feature="billing")["id"]
     own = feedback(d, d.billing_app, answer_id=billing_answer, kind="thumbs", value="up")
-    assert own.status_code == 200 and own.json()["feature"] == "billing"
+    assert own.status_code == 200
+    assert own.json()["feature"] == "billing"
 
     huge = {"answer_id": faq_answer, "kind": "completed", "value": True, "comment": "x" * 2_000_000}
     with d.http() as http:
         oversize = http.post("/v1/feedback", json=huge, headers=d.app)
     assert oversize.status_code == 413
-    long_comment = feedback(d, answer_id=faq_answer, kind="completed", value=True, comment="x" * 2001)
+    long_comment = feedback(
+        d, answer_id=faq_answer, kind="completed", value=True, comment="x" * 2001
+    )
     assert problem(long_comment)[0::2] == (400, "comment")

@@ -20,7 +20,7 @@ from trivium.gateway.feedback.service import RETRY_AFTER_S, FeedbackService
 from trivium.gateway.policy.document import NAME_PATTERN as FEATURE_PATTERN
 from trivium.gateway.route_docs import native_errors, scoped
 
-__all__ = ("CORRECTIONS_MEDIA_TYPE", "FeedbackController", "MAX_CORRECTION_ROWS")
+__all__ = ("CORRECTIONS_MEDIA_TYPE", "MAX_CORRECTION_ROWS", "FeedbackController")
 
 CORRECTIONS_MEDIA_TYPE = "application/x-ndjson"
 MAX_CORRECTION_ROWS = 1000
@@ -50,8 +50,7 @@ class FeedbackController(Controller):
             HTTP_200_OK: ResponseSpec(FeedbackReceipt, description="stored and attributed"),
             **native_errors(400, 404, 410, 413),
         },
-        summary="Report what became of an answer: completed, rating, thumbs, corrected, "
-        "escalated",
+        summary="Report what became of an answer: completed, rating, thumbs, corrected, escalated",
         description="Several events per answer are kept; the last of each kind counts. "
         "404 `answer_not_found` (field `answer_id`): never served or its record is gone; 410 "
         "`answer_expired`: older than `gateway.feedback.retention_s` (the id carries its "

@@ -78,7 +78,9 @@ def checked_value(request: FeedbackRequest) -> bool | int | str:
     if kind == "corrected":
         correction = request.correction
         if correction is None or (
-            isinstance(correction, Correction) and correction.label is None and correction.answer is None
+            isinstance(correction, Correction)
+            and correction.label is None
+            and correction.answer is None
         ):
             raise InvalidInputError(
                 "kind corrected needs `correction`: the right text, or {label, answer}",

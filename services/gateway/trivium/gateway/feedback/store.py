@@ -15,6 +15,7 @@ runs against one Redis (or a primary with replicas).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -136,7 +137,10 @@ class FeedbackStore:
         last: str | None = None
         while scanned < max_scan and len(rows) < limit:
             count = min(SCAN_BATCH, max_scan - scanned)
-            entries = await self.client.xrange(self.stream, min=start, max="+", count=count)
+            entries = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await self.client.xrange(self.stream, min=start, max="+", count=count),
+            )
             if not entries:
                 return CorrectionsPage(list(rows.values()), None)
             for entry_id, fields in entries:

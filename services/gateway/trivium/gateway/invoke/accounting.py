@@ -76,8 +76,7 @@ class Accountant:
                 kpis.cost(feature, route, variant, cost)
             if response.verdict is not None:
                 kpis.verdict(feature, response.verdict)
-            if self.answers is not None:
-                self.answers.add(call.request, response)
+        self._remember(call, response)
         kpis.request(feature, route, variant, status, seconds)
         kpis.overhead(feature, max(seconds - call.waited_s, 0.0))
         self.stats.observe(
@@ -85,6 +84,11 @@ class Accountant:
         )
         if log.isEnabledFor(logging.INFO):
             self._log(call, response, route, status, seconds)
+
+    def _remember(self, call: Call, response: InvokeResponse | None) -> None:
+        """The answer's record, for feedback (buffered; written in the background)."""
+        if self.answers is not None and response is not None:
+            self.answers.add(call.request, response)
 
     def _per_key(
         self,
@@ -145,6 +149,7 @@ def span_lineage(response: InvokeResponse) -> dict[str, str | bool]:
     """The root span's attributes once the answer is known."""
     lineage = response.lineage
     attributes: dict[str, str | bool] = {
+        "trivium.answer_id": response.id,
         "trivium.route": response.route,
         "trivium.cached": response.cached,
     }

@@ -8,10 +8,10 @@
                             and "@key|<key name>||<stat>" per caller key (`group_by=key`)
 
 with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum), `b<i>`
-(latency bucket counts) and the product's feedback, `q<...>` (see `FEEDBACK_STATS`; written by
-`observe_feedback` as deltas, so a replaced feedback event moves its answer's contribution). Feature and variant names never contain "|" (policy names are
-`[a-z0-9-]`). A summary reads the window's slots in one pipeline and merges them, so the
-window is `window_s` rounded up to whole slots, and lags each process by up to `flush_s`.
+(latency bucket counts) and the product's feedback, `q<...>` (see `FEEDBACK_STATS`;
+written by `observe_feedback` as deltas, so a replaced event moves its answer's count).
+Feature and variant names never contain "|" (policy names are `[a-z0-9-]`). A summary
+reads the window's slots in one pipeline and merges them, so the window is `window_s` rounded up to whole slots, and lags each process by up to `flush_s`.
 
 While Redis is down, `observe()` keeps buffering (bounded, see `MAX_BUFFERED`) and
 `summary()` raises `StatsUnavailableError`: `GET /v1/stats` answers 503 with Retry-After,
@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from trivium.common.aio import Periodic
 from trivium.common.errors import UnavailableError
@@ -302,20 +303,7 @@ class StatsRecorder:
         for (slot, feature, route, variant), acc in pending.items():
             key = self._slot_key(slot)
             slots.add(slot)
-            field = f"{feature}|{route}|{variant}|"
-            if acc.count or not acc.feedback:
-                pipe.hincrby(key, field + "n", acc.count)
-            for stat, n in acc.feedback.items():
-                if n:
-                    pipe.hincrby(key, field + stat, n)
-            if acc.errors:
-                pipe.hincrby(key, field + "e", acc.errors)
-            if acc.cost:
-                pipe.hincrbyfloat(key, field + "c", acc.cost)
-            if acc.tokens:
-                pipe.hincrby(key, field + "t", acc.tokens)
-            for index, n in acc.buckets.items():
-                pipe.hincrby(key, f"{field}b{index}", n)
+            _write(pipe, key, f"{feature}|{route}|{variant}|", acc)
         for slot in slots:
             pipe.expire(self._slot_key(slot), ttl)
         try:
@@ -403,6 +391,22 @@ class StatsRecorder:
         """Stop the flush loop and flush what is still buffered."""
         await self._loop.stop()
         await self.flush()
+
+
+def _write(pipe: Pipeline, key: str, field: str, acc: _Acc) -> None:
+    if acc.count or not acc.feedback:
+        pipe.hincrby(key, field + "n", acc.count)
+    for stat, n in acc.feedback.items():
+        if n:
+            pipe.hincrby(key, field + stat, n)
+    if acc.errors:
+        pipe.hincrby(key, field + "e", acc.errors)
+    if acc.cost:
+        pipe.hincrbyfloat(key, field + "c", acc.cost)
+    if acc.tokens:
+        pipe.hincrby(key, field + "t", acc.tokens)
+    for index, n in acc.buckets.items():
+        pipe.hincrby(key, f"{field}b{index}", n)
 
 
 def _add_field(acc: _Acc, stat: str, raw: bytes) -> None:
