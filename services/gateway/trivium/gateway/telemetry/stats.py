@@ -11,7 +11,8 @@ with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum), `b<i
 (latency bucket counts) and the product's feedback, `q<...>` (see `FEEDBACK_STATS`;
 written by `observe_feedback` as deltas, so a replaced event moves its answer's count).
 Feature and variant names never contain "|" (policy names are `[a-z0-9-]`). A summary
-reads the window's slots in one pipeline and merges them, so the window is `window_s` rounded up to whole slots, and lags each process by up to `flush_s`.
+reads the window's slots in one pipeline and merges them, so the window is `window_s`
+rounded up to whole slots, and lags each process by up to `flush_s`.
 
 While Redis is down, `observe()` keeps buffering (bounded, see `MAX_BUFFERED`) and
 `summary()` raises `StatsUnavailableError`: `GET /v1/stats` answers 503 with Retry-After,
