@@ -31,6 +31,9 @@ Options (command line, `load/locust.conf`, or the environment variable in bracke
   `{features: {docs-qa: 50, support-kb: {weight: 20, payloads: docs-qa}}}`;
 - `--trivium-payloads` [TRIVIUM_LOAD_PAYLOADS]: the payload folder (default: beside this file);
 - `--trivium-openai-share` [TRIVIUM_LOAD_OPENAI_SHARE]: share of users on the OpenAI route;
+- `--trivium-feedback-share` [TRIVIUM_LOAD_FEEDBACK_SHARE]: share of answers the user then
+  reports on (`POST /v1/feedback`, the Locust row `feedback`; a kind chosen at random; the key
+  needs the `feedback` scope), default 0.3;
 - `--trivium-wait` [TRIVIUM_LOAD_WAIT]: `min,max` think time between requests, in seconds;
 - `--trivium-user-prefix` [TRIVIUM_LOAD_USER_PREFIX]: prefix of the stable user ids;
 - `--trivium-api-key` [TRIVIUM_LOAD_API_KEY]: the gateway API key (`trv_...`, scopes `invoke`
@@ -75,6 +78,15 @@ STAGES = ("retrieve", "rerank", "render", "generate", "verify")
 RESERVED_FIELDS = ("user", "session", "stream", "model")
 """Set by the user class, not by payload files."""
 PAYLOAD_FIELDS = ("input", "messages", "max_tokens", "temperature", "metadata")
+FEEDBACK_EVENTS: tuple[dict[str, Any], ...] = (
+    {"kind": "completed", "value": True},
+    {"kind": "completed", "value": False},
+    {"kind": "rating", "value": 4},
+    {"kind": "rating", "value": 2},
+    {"kind": "thumbs", "value": "up"},
+    {"kind": "escalated", "value": False},
+    {"kind": "corrected", "correction": "a better answer"},
+)
 
 
 # -- the mix and the payloads --------------------------------------------------------------
@@ -198,6 +210,7 @@ class Answer:
     route: str
     variant: str | None
     output: str | None
+    id: str | None
     timings_ms: dict[str, float]
     fallback: dict[str, Any] | None
     cached: bool
@@ -257,6 +270,7 @@ def parse_answer(feature: str, body: Any, openai_route: bool) -> Answer:
         route=route,
         variant=data.get("variant") if isinstance(data.get("variant"), str) else None,
         output=output,
+        id=body.get("id") if isinstance(body.get("id"), str) else None,
         timings_ms={k: _number(v) for k, v in timings.items()} if isinstance(timings, dict) else {},
         fallback=fallback if isinstance(fallback, dict) else None,
         cached=data.get("cached") is True,
@@ -362,6 +376,7 @@ class TriviumUser(FastHttpUser):
         share = float(getattr(options, "trivium_openai_share", 0.2))
         # spread exactly: user n is on the OpenAI route when n*share crosses a whole number
         self.openai_route = math.floor((number + 1) * share) > math.floor(number * share)
+        self.feedback_share = float(getattr(options, "trivium_feedback_share", 0.3))
         key = getattr(options, "trivium_api_key", "")
         self.headers = {"authorization": f"Bearer {key}"} if key else {}
 
@@ -379,6 +394,19 @@ class TriviumUser(FastHttpUser):
             answer = self._check(feature, response)
             if answer is not None:
                 self._report(answer, (response.request_meta or {}).get("response_time", 0.0))
+        if answer is not None and answer.id and random.random() < self.feedback_share:
+            self.feedback(answer.id)
+
+    def feedback(self, answer_id: str) -> None:
+        """What the product reports about an answer: one event of a random kind."""
+        body = {"answer_id": answer_id, "user": self.user_id, **random.choice(FEEDBACK_EVENTS)}
+        with self.client.post(
+            "/v1/feedback", json=body, name="feedback", headers=self.headers, catch_response=True
+        ) as response:
+            if response.status_code == 200:
+                _succeed(response)
+            else:
+                _fail(response, failure_label(response.status_code, None, None, None))
 
     def _check(self, feature: str, response: ResponseContextManager) -> Answer | None:
         try:
@@ -447,6 +475,12 @@ def _wait_range(environment: Environment) -> tuple[float, float]:
 
 @events.init_command_line_parser.add_listener
 def _options(parser: LocustArgumentParser) -> None:
+    parser.add_argument(
+        "--trivium-feedback-share",
+        env_var="TRIVIUM_LOAD_FEEDBACK_SHARE",
+        default="0.3",
+        help="share of answers followed by a POST /v1/feedback",
+    )
     parser.add_argument(
         "--trivium-mix",
         env_var="TRIVIUM_LOAD_MIX",

@@ -111,6 +111,17 @@ CHECK_ALLOWANCES: list[dict[str, Any]] = [
         },
     },
     {
+        # `POST /v1/feedback` names an answer by an id that carries its creation time: one
+        # older than the deployment's feedback retention is 410 `answer_expired`, a fact of
+        # the clock that no schema can state.
+        "include-path-regex": "^/v1/feedback$",
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_DEFAULT, "410"]
+            }
+        },
+    },
+    {
         # `POST /v1/policy:validate` checks a policy document: a YAML text whose features,
         # upstreams and references must resolve, which no request schema can state. Answering
         # 422 with every error is the route's purpose.

@@ -291,7 +291,8 @@ def test_prompt_road_renders_the_template_and_accounts_for_it(
     assert lineage["template"] == "copy@1"
     assert lineage["upstream"] == "hosted"
     assert len(lineage["policy_hash"]) == 16
-    assert response.headers["x-request-id"] == body["id"]
+    assert body["id"].startswith("ans_")  # the answer's id, for feedback
+    assert body["id"] != response.headers["x-request-id"]
     assert body["timings_ms"]["generate"] > 0
     assert body["timings_ms"]["total"] >= body["timings_ms"]["generate"]
     after = stack.metrics()
@@ -371,14 +372,15 @@ def test_the_extractive_road_answers_from_passages_when_the_model_is_dead(
 
 def test_each_stage_is_a_span_with_genai_attributes(http: httpx.Client, stack: Stack) -> None:
     stack.hosted.reply = lambda body: "Refunds take five days [1]."
-    answer = invoke(http, "kb", input={"question": "refund timing?"}).json()
+    response = invoke(http, "kb", input={"question": "refund timing?"})
+    answer, request_id = response.json(), response.headers["x-request-id"]
     deadline = time.monotonic() + 10
     while True:
         spans = [
             span
             for span in exported_spans(stack.spans)
             if any(
-                a.key == "trivium.request_id" and a.value.string_value == answer["id"]
+                a.key == "trivium.request_id" and a.value.string_value == request_id
                 for a in span.attributes
             )
         ]
@@ -400,18 +402,21 @@ def test_each_stage_is_a_span_with_genai_attributes(http: httpx.Client, stack: S
     assert lineage["trivium.policy_hash"] == answer["lineage"]["policy_hash"]
     assert lineage["trivium.template"] == "answer@1"
     assert lineage["trivium.retriever_index"] == answer["lineage"]["retriever_index"]
+    assert lineage["trivium.answer_id"] == answer["id"]
 
 
 def test_a_streamed_answer_is_traced_too(http: httpx.Client, stack: Stack) -> None:
     body = {"input": {"question": "trace my stream"}, "stream": True}
     with http.stream("POST", "/v1/features/kb/invoke", json=body) as response:
         summary = sse_events(response)[-1][1]
+        request_id = response.headers["x-request-id"]
+    assert summary["id"].startswith("ans_")
     deadline = time.monotonic() + 10
     while True:
         spans = [
             span
             for span in exported_spans(stack.spans)
-            if any(a.value.string_value == summary["id"] for a in span.attributes)
+            if any(a.value.string_value == request_id for a in span.attributes)
         ]
         by_name = {span.name: span for span in spans}
         if {"invoke kb", "retrieve", "render", "chat hosted-model"} <= set(by_name):
@@ -633,7 +638,7 @@ def test_a_shadow_runs_on_a_copy_and_is_never_returned(http: httpx.Client, stack
     assert record["status"] == "ok"
     assert record["output"] == "the challenger's answer"
     assert record["primary_output"] == body["output"]
-    assert record["request_id"] == body["id"]
+    assert record["request_id"] == response.headers["x-request-id"]
 
 
 def test_a_shadow_never_slows_the_caller(http: httpx.Client, stack: Stack) -> None:

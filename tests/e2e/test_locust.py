@@ -133,6 +133,14 @@ def read_stats(path: Path) -> dict[tuple[str, str], dict[str, str]]:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(file)}
 
 
+def answered_count(stats: dict[tuple[str, str], dict[str, str]]) -> int:
+    return sum(
+        int(row["Request Count"])
+        for (kind, name), row in stats.items()
+        if kind == "POST" and name != "feedback"
+    )
+
+
 def test_a_short_headless_run_of_the_default_mix_has_no_failures(
     gateway: ServiceProcess, tmp_path: Path
 ) -> None:
@@ -156,10 +164,11 @@ def test_a_short_headless_run_of_the_default_mix_has_no_failures(
         assert ran >= 3, (feature, sorted(stats))
     assert sum(count("POST", f"openai {feature}") for feature in FEATURES) > 0  # 1 user in 5
     assert count("POST", "invoke docs-qa") > count("POST", "invoke marketing-copy")
+    assert 0 < count("POST", "feedback") < answered_count(stats)  # a share of the answers
     # per-route entries from the response bodies: one per answer, timed by timings_ms
     routes = {road: count("TRIVIUM", f"route:{road}") for road in ("rag", "prompt", "finetune")}
     assert all(routes.values()), routes
-    answered = sum(count("POST", name) for kind, name in stats if kind == "POST")
+    answered = answered_count(stats)
     assert sum(routes.values()) == answered
     assert count("TRIVIUM", "route:rag") == count("TRIVIUM", "stage:retrieve")
     assert count("TRIVIUM", "stage:generate") == answered - count("TRIVIUM", "cache:hit")

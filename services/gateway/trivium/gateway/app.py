@@ -27,6 +27,10 @@ from trivium.gateway.callers import (
 from trivium.gateway.clients import RetrieverClient, UpstreamPool
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.datasets import DatasetController
+from trivium.gateway.feedback.records import AnswerLog
+from trivium.gateway.feedback.routes import FeedbackController
+from trivium.gateway.feedback.service import FeedbackService
+from trivium.gateway.feedback.store import FeedbackStore
 from trivium.gateway.health import readyz
 from trivium.gateway.invoke import (
     Accountant,
@@ -97,6 +101,18 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 flush_s=section.stats.flush_s,
             )
             shadows = ShadowRunner(client, prefix, KPI)
+            feedback = section.feedback
+            answers = AnswerLog(
+                client,
+                prefix=prefix,
+                retention_s=feedback.retention_s,
+                flush_s=feedback.flush_s,
+                max_input_bytes=feedback.max_input_bytes,
+                max_buffered=feedback.max_buffered,
+            )
+            app.state.feedback = FeedbackService(
+                FeedbackStore(client, prefix, answers), stats, feedback.retention_s
+            )
             key_store = KeyStore(
                 client, prefix, load_pepper(section.auth.pepper, settings.data_dir)
             )
@@ -113,6 +129,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             await templates.start()
             await adapters.start()
             stats.start()
+            answers.start()
             app.state.templates = templates
             app.state.datasets = DatasetStore(client, settings.registry)
             app.state.stats = stats
@@ -127,7 +144,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             invoker = Invoker(
                 planner=planner,
                 admission=admission,
-                accountant=Accountant(KPI, stats),
+                accountant=Accountant(KPI, stats, answers),
                 cache=ResponseCache(client, section.cache.max_entry_bytes, KPI),
                 cache_prefix=prefix,
                 default_cache_ttl_s=section.cache.default_ttl_s,
@@ -156,6 +173,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             finally:
                 await policy_holder.stop()
                 await shadows.drain(section.graceful_shutdown_s)
+                await answers.stop()
                 await stats.stop()
                 await limiter.stop()
                 await key_listener.stop()
@@ -175,6 +193,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             KeyController,
             PolicyController,
             StatsController,
+            FeedbackController,
             PrometheusController,
             healthz,
             readyz,

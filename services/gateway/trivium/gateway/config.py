@@ -12,6 +12,7 @@ from trivium.common.settings import Section, TriviumSettings
 __all__ = (
     "AuthSection",
     "CallerLimitsSection",
+    "FeedbackSection",
     "GatewaySection",
     "GatewaySettings",
     "ResponseCacheSection",
@@ -116,6 +117,36 @@ class StatsSection(Section):
     flush_s: float = Field(default=1.0, gt=0, description="how often a process flushes to Redis")
 
 
+class FeedbackSection(Section):
+    """Answer records and the product's feedback on them (`POST /v1/feedback`)."""
+
+    retention_s: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        le=90 * 24 * 3600,
+        description="how long an answer's record (feature, variant, route, versions, policy "
+        "hash, input) is kept for feedback; older answers get 410",
+    )
+    flush_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=5,
+        description="how often a process writes the answer records it buffered (one "
+        "pipelined round trip); feedback through the replica that served the answer never "
+        "waits for it",
+    )
+    max_input_bytes: int = Field(
+        default=4096,
+        ge=0,
+        le=64 * 1024,
+        description="an answer's input (variables or messages, as JSON) is kept with its "
+        "record up to this size, for the corrections export; larger, or 0: not kept",
+    )
+    max_buffered: int = Field(
+        default=50_000, gt=0, description="records kept in memory while Redis does not answer"
+    )
+
+
 class TracingSection(Section):
     otlp_endpoint: str | None = Field(
         default=None,
@@ -190,6 +221,7 @@ class GatewaySection(Section):
     retriever: RetrieverClientSection = RetrieverClientSection()
     cache: ResponseCacheSection = ResponseCacheSection()
     stats: StatsSection = StatsSection()
+    feedback: FeedbackSection = FeedbackSection()
     tracing: TracingSection = TracingSection()
 
 

@@ -22,6 +22,7 @@ from trivium.gateway.callers.auth import WRITE_SCOPES, AuthMode
 from trivium.gateway.callers.keys import ALL_FEATURES
 from trivium.gateway.callers.routes import CreateKeyRequest
 from trivium.gateway.datasets import DATASET_MEDIA_TYPES
+from trivium.gateway.feedback.schemas import MAX_CORRECTION_CHARS, Correction, FeedbackRequest
 from trivium.gateway.invoke.openai_routes import ChatRequest
 from trivium.gateway.invoke.schemas import InvokeRequest
 from trivium.gateway.policy.document import NAME_PATTERN as FEATURE_PATTERN
@@ -155,6 +156,49 @@ def _input_or_messages(document: dict[str, Any]) -> None:
     ]
 
 
+def _feedback_values(document: dict[str, Any]) -> None:
+    """A feedback event's `value` (and `correction`) by its `kind` (checked in
+    `trivium.gateway.feedback.schemas.checked_value`, 400 naming the field)."""
+    absent = {"type": "null"}
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_CORRECTION_CHARS}
+    by_kind: list[tuple[list[str], dict[str, Any]]] = [
+        (["completed", "escalated"], {"type": "boolean"}),
+        (["rating"], {"type": "integer", "minimum": 1, "maximum": 5}),
+        (["thumbs"], {"enum": ["up", "down"]}),
+    ]
+    cases: list[dict[str, Any]] = [
+        {
+            "required": ["value"],
+            "properties": {"kind": {"enum": kinds}, "value": value, "correction": absent},
+        }
+        for kinds, value in by_kind
+    ]
+    cases.append(
+        {
+            "required": ["correction"],
+            "properties": {
+                "kind": {"const": "corrected"},
+                "value": {"anyOf": [{"const": True}, absent]},
+                "correction": {
+                    "anyOf": [
+                        text,
+                        {"$ref": "#/components/schemas/Correction", "required": ["label"]},
+                        {"$ref": "#/components/schemas/Correction", "required": ["answer"]},
+                    ]
+                },
+            },
+        }
+    )
+    schemas = document["components"]["schemas"]
+    schemas["FeedbackRequest"]["anyOf"] = cases
+    for member in ("label", "answer"):
+        schemas["Correction"]["properties"][member] = {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256 if member == "label" else MAX_CORRECTION_CHARS,
+        }
+
+
 _REFERENCE_PARTS: dict[str, dict[str, Any]] = {
     "name": {"pattern": NAME_PATTERN},
     "label": {"pattern": LABEL_PATTERN},
@@ -220,12 +264,15 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
             PromoteRequest,
             RollbackRequest,
             RenderRequest,
+            FeedbackRequest,
+            Correction,
         ),
         unions_as_any_of,
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
         define("CreateKeyRequest", "features", _KEY_FEATURES),
         _input_or_messages,
         _registry_references,
+        _feedback_values,
         constrain("RenderRequest", "selector", pattern=SELECTOR_PATTERN),
         _policy_body,
         _dataset_body,

@@ -10,6 +10,7 @@ import time
 
 from trivium.common.errors import TriviumError
 from trivium.gateway.callers import CALLER_METRICS
+from trivium.gateway.feedback.records import AnswerLog
 from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.schemas import InvokeResponse
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus, Stage
@@ -30,9 +31,13 @@ def status_of(exc: TriviumError) -> RequestStatus:
 
 
 class Accountant:
-    def __init__(self, kpis: KpiRecorder, stats: StatsRecorder) -> None:
+    def __init__(
+        self, kpis: KpiRecorder, stats: StatsRecorder, answers: AnswerLog | None = None
+    ) -> None:
         self.kpis = kpis
         self.stats = stats
+        self.answers = answers
+        """Each answer's record, for feedback (buffered; written in the background)."""
 
     def record(self, call: Call, response: InvokeResponse | None, status: RequestStatus) -> None:
         """`call.feature_name` is one of the active policy's (metric labels stay bounded).
@@ -71,6 +76,7 @@ class Accountant:
                 kpis.cost(feature, route, variant, cost)
             if response.verdict is not None:
                 kpis.verdict(feature, response.verdict)
+        self._remember(call, response)
         kpis.request(feature, route, variant, status, seconds)
         kpis.overhead(feature, max(seconds - call.waited_s, 0.0))
         self.stats.observe(
@@ -78,6 +84,11 @@ class Accountant:
         )
         if log.isEnabledFor(logging.INFO):
             self._log(call, response, route, status, seconds)
+
+    def _remember(self, call: Call, response: InvokeResponse | None) -> None:
+        """The answer's record, for feedback (buffered; written in the background)."""
+        if self.answers is not None and response is not None:
+            self.answers.add(call.request, response)
 
     def _per_key(
         self,
@@ -138,6 +149,7 @@ def span_lineage(response: InvokeResponse) -> dict[str, str | bool]:
     """The root span's attributes once the answer is known."""
     lineage = response.lineage
     attributes: dict[str, str | bool] = {
+        "trivium.answer_id": response.id,
         "trivium.route": response.route,
         "trivium.cached": response.cached,
     }

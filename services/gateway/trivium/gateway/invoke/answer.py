@@ -60,7 +60,7 @@ def build_answer(
     usage = generated.usage
     template = plan.template.ref if plan.template is not None else None
     return InvokeResponse(
-        id=call.request_id,
+        id=call.answer_id,
         feature=call.feature_name,
         route=plan.arm.route,
         variant=plan.arm.variant,

@@ -55,7 +55,7 @@ class ResponseCache:
         self._throttle = LogThrottle(log, LOG_INTERVAL_S)
 
     async def lookup(
-        self, feature: str, key: str, request_id: str, started: float
+        self, feature: str, key: str, answer_id: str, started: float
     ) -> InvokeResponse | None:
         """The stored answer as this request's: its id, no cost, `cached: true`."""
         began = time.perf_counter()
@@ -75,7 +75,7 @@ class ResponseCache:
         cached = _DECODER.decode(raw)
         return msgspec.structs.replace(
             cached,
-            id=request_id,
+            id=answer_id,
             cached=True,
             cost_usd=0.0,
             usage=Usage(0, 0, 0),

@@ -34,6 +34,9 @@ class Call:
     references: dict[str, ArtifactVersion | str] = field(default_factory=dict)
     waited_s: float = 0.0
     caller: Caller = ANONYMOUS
+    answer_id: str = ""
+    """The answer's id (`InvokeResponse.id`, the OpenAI route's `id`): carries its creation
+    time (trivium.gateway.feedback.ids); feedback names it."""
     grant: Grant | None = None
     """Set by the limiter when it admitted the request: what to settle, and the answer's
     `x-ratelimit-*` headers."""

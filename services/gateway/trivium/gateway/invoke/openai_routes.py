@@ -179,7 +179,7 @@ def _usage(answer: InvokeResponse) -> dict[str, int]:
 
 def _completion(answer: InvokeResponse, model: str) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{answer.id}",
+        "id": answer.id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -196,10 +196,10 @@ def _completion(answer: InvokeResponse, model: str) -> dict[str, Any]:
 
 
 async def _chunks(
-    events: PeekedStream[StreamEvent], model: str, request_id: str, include_usage: bool
+    events: PeekedStream[StreamEvent], model: str, answer_id: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
     base = {
-        "id": f"chatcmpl-{request_id}",
+        "id": answer_id,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
@@ -270,7 +270,7 @@ class ChatCompletionsController(Controller):
         events = await start_stream(invoker.stream(call))
         include_usage = data.stream_options is not None and data.stream_options.include_usage
         return EventStream(
-            _chunks(events, data.model, call.request_id, include_usage), call.rate_limit_headers()
+            _chunks(events, data.model, call.answer_id, include_usage), call.rate_limit_headers()
         )
 
 

@@ -23,6 +23,7 @@ from trivium.common.errors import TriviumError
 from trivium.gateway.callers import ANONYMOUS, Caller, Limiter
 from trivium.gateway.clients.retriever import RetrievalError
 from trivium.gateway.clients.upstream import ChatUsage, StreamDelta, StreamEnd, UpstreamError
+from trivium.gateway.feedback.ids import new_answer_id
 from trivium.gateway.invoke.accounting import Accountant, span_lineage, status_of
 from trivium.gateway.invoke.admission import Admission
 from trivium.gateway.invoke.answer import Generated, build_answer
@@ -112,6 +113,7 @@ class Invoker:
             request=request,
             deadline=time.monotonic() + feature.limits.timeout_s,
             caller=caller,
+            answer_id=new_answer_id(time.time_ns() // 1_000_000),
         )
 
     async def invoke(self, call: Call) -> InvokeResponse:
@@ -320,7 +322,7 @@ class Invoker:
     async def _cache_get(self, call: Call, key: str | None) -> InvokeResponse | None:
         if key is None or self.cache is None:
             return None
-        return await self.cache.lookup(call.feature_name, key, call.request_id, call.started)
+        return await self.cache.lookup(call.feature_name, key, call.answer_id, call.started)
 
     async def _cache_put(self, call: Call, key: str | None, response: InvokeResponse) -> None:
         if key is not None and self.cache is not None and call.feature.cache is not None:

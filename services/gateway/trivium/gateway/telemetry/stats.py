@@ -7,10 +7,12 @@
     <prefix>:stats:<slot>   fields "<feature>|<route>|<variant>|<stat>"
                             and "@key|<key name>||<stat>" per caller key (`group_by=key`)
 
-with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum) and `b<i>`
-(latency bucket counts). Feature and variant names never contain "|" (policy names are
-`[a-z0-9-]`). A summary reads the window's slots in one pipeline and merges them, so the
-window is `window_s` rounded up to whole slots, and lags each process by up to `flush_s`.
+with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum), `b<i>`
+(latency bucket counts) and the product's feedback, `q<...>` (see `FEEDBACK_STATS`;
+written by `observe_feedback` as deltas, so a replaced event moves its answer's count).
+Feature and variant names never contain "|" (policy names are `[a-z0-9-]`). A summary
+reads the window's slots in one pipeline and merges them, so the window is `window_s`
+rounded up to whole slots, and lags each process by up to `flush_s`.
 
 While Redis is down, `observe()` keeps buffering (bounded, see `MAX_BUFFERED`) and
 `summary()` raises `StatsUnavailableError`: `GET /v1/stats` answers 503 with Retry-After,
@@ -35,13 +37,17 @@ from datetime import UTC, datetime
 import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from trivium.common.aio import Periodic
 from trivium.common.errors import UnavailableError
 from trivium.common.logs import LogThrottle
 
 __all__ = (
+    "FEEDBACK_STATS",
+    "FeedbackRates",
     "LatencyMs",
+    "Rate",
     "RouteStats",
     "StatsRecorder",
     "StatsSummary",
@@ -64,6 +70,10 @@ TOP_BUCKET = math.ceil(math.log(HIGH_MS / LOW_MS) / _LOG_RATIO) + 1
 """Bucket 0 holds < 1 ms, bucket i in 1..TOP-1 holds [1.1^(i-1), 1.1^i) ms, TOP holds the rest."""
 KEY_GROUP = "@key"
 """The feature slot of per-key entries (no feature name starts with '@')."""
+FEEDBACK_STATS = ("qcn", "qcp", "qsn", "qsp", "qrn", "qrs", "qx", "qe")
+"""Feedback counters per (feature, route, variant): completed reports / completed true,
+satisfaction reports (rating or thumbs) / satisfied (rating >= 4, thumbs up), ratings / their
+sum, answers corrected, answers escalated. Each answer counts once per kind (its last event)."""
 MAX_BUFFERED = 10_000
 """Buffered (slot, feature, route, variant) entries kept across failed flushes."""
 
@@ -94,6 +104,28 @@ class LatencyMs(msgspec.Struct, frozen=True):
     p99: float
 
 
+class Rate(msgspec.Struct, frozen=True):
+    rate: float | None
+    """None when nothing was counted."""
+    count: int
+    """completion, satisfaction: the answers reported (the denominator); correction,
+    escalation: the answers corrected or escalated (the served answers are the denominator)."""
+
+
+class FeedbackRates(msgspec.Struct, frozen=True):
+    """What the calling product reported about the arm's answers (`POST /v1/feedback`)."""
+
+    completion: Rate
+    """Answers whose task was completed, of those with a `completed` report."""
+    satisfaction: Rate
+    """Ratings >= 4 and thumbs up, of the ratings and thumbs reported."""
+    correction: Rate
+    """Answers corrected, of the answers the arm served in the window."""
+    escalation: Rate
+    """Answers escalated to a person, of the answers the arm served in the window."""
+    mean_rating: float | None
+
+
 class WindowStats(msgspec.Struct, frozen=True):
     count: int
     errors: int
@@ -101,6 +133,8 @@ class WindowStats(msgspec.Struct, frozen=True):
     latency_ms: LatencyMs
     mean_cost_usd: float
     mean_tokens: float
+    feedback: FeedbackRates | None = None
+    """Per feature, route and variant; not per caller key."""
 
 
 class RouteStats(WindowStats, frozen=True):
@@ -120,7 +154,7 @@ class StatsSummary(msgspec.Struct, frozen=True, omit_defaults=True):
 class _Acc:
     """Counts for one (slot, feature, route, variant), in memory or merged from Redis."""
 
-    __slots__ = ("buckets", "cost", "count", "errors", "tokens")
+    __slots__ = ("buckets", "cost", "count", "errors", "feedback", "tokens")
 
     def __init__(self) -> None:
         self.count = 0
@@ -128,6 +162,7 @@ class _Acc:
         self.cost = 0.0
         self.tokens = 0
         self.buckets: dict[int, int] = {}
+        self.feedback: dict[str, int] = {}
 
     def merge(self, other: _Acc) -> None:
         self.count += other.count
@@ -136,8 +171,10 @@ class _Acc:
         self.tokens += other.tokens
         for index, n in other.buckets.items():
             self.buckets[index] = self.buckets.get(index, 0) + n
+        for stat, n in other.feedback.items():
+            self.feedback[stat] = self.feedback.get(stat, 0) + n
 
-    def stats(self) -> WindowStats:
+    def stats(self, with_feedback: bool = True) -> WindowStats:
         return WindowStats(
             count=self.count,
             errors=self.errors,
@@ -145,6 +182,20 @@ class _Acc:
             latency_ms=self._latency(),
             mean_cost_usd=self.cost / self.count if self.count else 0.0,
             mean_tokens=self.tokens / self.count if self.count else 0.0,
+            feedback=self._feedback() if with_feedback else None,
+        )
+
+    def _feedback(self) -> FeedbackRates:
+        """Counts are clamped at 0: a replaced event whose first one left the window would
+        otherwise subtract what the window never added."""
+        q = {stat: max(self.feedback.get(stat, 0), 0) for stat in FEEDBACK_STATS}
+        served = max(self.count - self.errors, 0)
+        return FeedbackRates(
+            completion=_rate(q["qcp"], q["qcn"], q["qcn"]),
+            satisfaction=_rate(q["qsp"], q["qsn"], q["qsn"]),
+            correction=_rate(q["qx"], served, q["qx"]),
+            escalation=_rate(q["qe"], served, q["qe"]),
+            mean_rating=round(q["qrs"] / q["qrn"], 4) if q["qrn"] else None,
         )
 
     def _latency(self) -> LatencyMs:
@@ -161,6 +212,10 @@ class _Acc:
             return 0.0
 
         return LatencyMs(p50=quantile(0.5), p95=quantile(0.95), p99=quantile(0.99))
+
+
+def _rate(hits: int, of: int, count: int) -> Rate:
+    return Rate(rate=round(min(hits / of, 1.0), 4) if of else None, count=count)
 
 
 _Key = tuple[int, str, str, str]  # slot, feature, route, variant
@@ -219,6 +274,22 @@ class StatsRecorder:
         """Record one finished request of caller key `name` (an operator-chosen name)."""
         self.observe(KEY_GROUP, name, None, seconds, ok, cost_usd, tokens)
 
+    def observe_feedback(
+        self, feature: str, route: str, variant: str | None, deltas: dict[str, int]
+    ) -> None:
+        """Add feedback counters (`FEEDBACK_STATS` names; negative moves a replaced event out)."""
+        key = (int(self.clock() // self.slot_s), feature, route, variant or "")
+        acc = self._buffer.get(key)
+        if acc is None:
+            acc = self._buffer[key] = _Acc()
+        counters = acc.feedback
+        for stat, n in deltas.items():
+            counters[stat] = counters.get(stat, 0) + n
+
+    def in_window(self, unix_s: float) -> bool:
+        """Whether a time lies in a slot the window still holds."""
+        return int(unix_s // self.slot_s) >= self._first_slot()
+
     def _slot_key(self, slot: int) -> str:
         return f"{self.prefix}:stats:{slot}"
 
@@ -233,16 +304,7 @@ class StatsRecorder:
         for (slot, feature, route, variant), acc in pending.items():
             key = self._slot_key(slot)
             slots.add(slot)
-            field = f"{feature}|{route}|{variant}|"
-            pipe.hincrby(key, field + "n", acc.count)
-            if acc.errors:
-                pipe.hincrby(key, field + "e", acc.errors)
-            if acc.cost:
-                pipe.hincrbyfloat(key, field + "c", acc.cost)
-            if acc.tokens:
-                pipe.hincrby(key, field + "t", acc.tokens)
-            for index, n in acc.buckets.items():
-                pipe.hincrby(key, f"{field}b{index}", n)
+            _write(pipe, key, f"{feature}|{route}|{variant}|", acc)
         for slot in slots:
             pipe.expire(self._slot_key(slot), ttl)
         try:
@@ -318,7 +380,7 @@ class StatsRecorder:
             window_s=self.window_s,
             generated_at=datetime.fromtimestamp(self.clock(), UTC),
             features=_group(merged),
-            keys={name: acc.stats() for name, acc in sorted(keys.items())}
+            keys={name: acc.stats(with_feedback=False) for name, acc in sorted(keys.items())}
             if group_by_key
             else None,
         )
@@ -332,6 +394,22 @@ class StatsRecorder:
         await self.flush()
 
 
+def _write(pipe: Pipeline, key: str, field: str, acc: _Acc) -> None:
+    if acc.count or not acc.feedback:
+        pipe.hincrby(key, field + "n", acc.count)
+    for stat, n in acc.feedback.items():
+        if n:
+            pipe.hincrby(key, field + stat, n)
+    if acc.errors:
+        pipe.hincrby(key, field + "e", acc.errors)
+    if acc.cost:
+        pipe.hincrbyfloat(key, field + "c", acc.cost)
+    if acc.tokens:
+        pipe.hincrby(key, field + "t", acc.tokens)
+    for index, n in acc.buckets.items():
+        pipe.hincrby(key, f"{field}b{index}", n)
+
+
 def _add_field(acc: _Acc, stat: str, raw: bytes) -> None:
     with contextlib.suppress(ValueError):
         if stat == "n":
@@ -342,6 +420,8 @@ def _add_field(acc: _Acc, stat: str, raw: bytes) -> None:
             acc.cost += float(raw)
         elif stat == "t":
             acc.tokens += int(raw)
+        elif stat.startswith("q"):
+            acc.feedback[stat] = acc.feedback.get(stat, 0) + int(raw)
         elif stat.startswith("b"):
             index = int(stat[1:])
             acc.buckets[index] = acc.buckets.get(index, 0) + int(raw)
@@ -364,6 +444,7 @@ def _group(merged: dict[tuple[str, str, str], _Acc]) -> dict[str, dict[str, Rout
             latency_ms=s.latency_ms,
             mean_cost_usd=s.mean_cost_usd,
             mean_tokens=s.mean_tokens,
+            feedback=s.feedback,
             variants=variants,
         )
     return features
