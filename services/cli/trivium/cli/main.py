@@ -19,6 +19,7 @@ COMMANDS = {
     "gateway": "trivium.cli.services:gateway",
     "retriever": "trivium.cli.retriever:retriever",
     "model": "trivium.cli.services:model",
+    "demo": "trivium.cli.demo_examples:demo",
 }
 """Each command group is imported when it is run: `trivium retriever serve` must not load the
 gateway's modules, whose metrics would then show on the retriever's /metrics."""
