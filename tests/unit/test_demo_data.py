@@ -24,7 +24,7 @@ from trivium.cli.demo_data import (
 from trivium.common.contracts.datasets import DatasetRow
 from trivium.gateway.policy.check import check_policy
 from trivium.gateway.policy.document import ROAD_NEEDS
-from trivium.gateway.policy.model import Feature
+from trivium.gateway.policy.model import Feature, Road
 from trivium.model.data.triage import (
     TRIAGE_LABELS,
     Ticket,
@@ -37,7 +37,7 @@ from trivium.model.data.triage import (
 from trivium.registry import ArtifactVersion, TemplateRenderer
 from trivium.registry.templates import parse_template_file
 
-TRIAL_ROADS = ("prompt", "rag", "finetune")
+TRIAL_ROADS: tuple[Road, ...] = ("prompt", "rag", "finetune")
 
 
 def test_the_split_is_stratified_disjoint_and_covers_every_ticket() -> None:
@@ -115,7 +115,8 @@ def test_the_shipped_datasets_are_dataset_rows(parts: tuple[str, ...]) -> None:
     decoder = msgspec.json.Decoder(DatasetRow)
     lines = shipped(*parts).read_bytes().splitlines()
     rows = [decoder.decode(line) for line in lines]
-    assert rows and all(row.input is not None and row.messages is None for row in rows)
+    assert rows
+    assert all(row.input is not None and row.messages is None for row in rows)
     assert len({row.id for row in rows}) == len(rows)
     assert all(row.expected.label is not None for row in rows)
 
@@ -158,7 +159,8 @@ def test_the_pubmedqa_selection_is_stratified_deterministic_and_leaves_the_rest(
     first = rows[0]
     pmid = first.id.removeprefix("pubmedqa-")
     assert first.expected.doc_ids == [f"pmid-{pmid}-1", f"pmid-{pmid}-2"]
-    assert documents[0].title == "Background" and documents[0].metadata["pmid"] == pmid
+    assert documents[0].title == "Background"
+    assert documents[0].metadata["pmid"] == pmid
     rest = pubmedqa_training_pmids(source, size=8)
     assert len(rest) == 32
     assert not {f"pubmedqa-{p}" for p in rest} & {row.id for row in rows}
@@ -172,8 +174,11 @@ def _demo_policy() -> Any:
 def _trial_arms(feature: Feature) -> list[str]:
     """The default arms of a trial: each of the three roads whose needs the entry names,
     then the declared variants."""
-    named = {"template": feature.template, "adapter": feature.adapter}
-    named["retrieval"] = feature.retrieval  # type: ignore[assignment]
+    named: dict[str, object] = {
+        "template": feature.template,
+        "adapter": feature.adapter,
+        "retrieval": feature.retrieval,
+    }
     roads = [r for r in TRIAL_ROADS if all(named[need] is not None for need in ROAD_NEEDS[r])]
     return [*roads, *feature.variants]
 
@@ -182,9 +187,11 @@ def test_the_demo_policy_gives_each_example_its_arms() -> None:
     policy = _demo_policy()
     triage = policy.features["ticket-triage"]
     assert _trial_arms(triage) == ["prompt", "rag", "finetune"]
-    assert triage.route == "finetune" and triage.fallback == ("prompt",)  # production as before
+    assert triage.route == "finetune"
+    assert triage.fallback == ("prompt",)
     rag = triage.arm("ticket-triage").retrieval
-    assert rag is not None and rag.collection == "triage-examples"
+    assert rag is not None
+    assert rag.collection == "triage-examples"
     assert triage.template == "triage@production"
 
     pubmed = policy.features["pubmed-qa"]
@@ -197,4 +204,5 @@ def test_the_demo_policy_gives_each_example_its_arms() -> None:
         "sparse": "sparse",
     }
     assert all(r is not None and r.collection == "pubmedqa" for r in modes.values())
-    assert pubmed.route == "rag" and pubmed.fallback == ("extractive",)
+    assert pubmed.route == "rag"
+    assert pubmed.fallback == ("extractive",)

@@ -67,9 +67,7 @@ def load_tickets() -> list[Ticket]:
     return tickets
 
 
-def split_tickets(
-    tickets: Sequence[Ticket], fraction: float = HELD_OUT_FRACTION
-) -> TriageSplit:
+def split_tickets(tickets: Sequence[Ticket], fraction: float = HELD_OUT_FRACTION) -> TriageSplit:
     """Stratified and deterministic: per label, round(n * fraction) tickets by split key are
     held out; both sides keep file order. The same text always lands on the same side."""
     if not 0 < fraction < 1:
