@@ -7,6 +7,7 @@ so the module runs in well under a minute on two cores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
@@ -28,6 +29,7 @@ from trivium.model.adapters import ADAPTER_KIND, AdapterStore
 from trivium.model.adapters.store import adapter_identity
 from trivium.model.config import ModelSection, ModelSettings, TransformersSection
 from trivium.model.demo import DEMO_ADAPTER, DEMO_LABEL, build_demo_base, run_init_demo
+from trivium.model.demo.init import _current_adapter, demo_training_set
 from trivium.model.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from trivium.model.engines.transformers_engine import TransformersEngine
 from trivium.model.finetune import (
@@ -245,15 +247,17 @@ async def test_init_demo_trains_once_then_reuses_the_adapter(
     base_dir: Path, tmp_path: Path, redis_server: RedisServerProcess
 ) -> None:
     """The small base stands in for the demo base (already built, so init-demo keeps it);
-    the adapter is trained on the whole shipped triage set, as in a real `init-demo`."""
+    the adapter is trained on the training side of the shipped triage split, as in a real
+    `init-demo`; a production adapter trained on another set is not reused."""
     settings = _settings(tmp_path, base_dir, redis_server.url)
     first = await run_init_demo(settings, progress=False)
     assert not first.base_built
     assert first.adapter_trained
     assert first.adapter_ref == f"{DEMO_ADAPTER}@1"
-    assert first.metrics["train_examples"] + first.metrics["eval_examples"] >= 300
-    # Even this small base learns the task from the full shipped set; the base never does.
-    assert first.metrics["exact_match"] >= 0.6
+    assert first.metrics["train_examples"] + first.metrics["eval_examples"] == 290
+    # Even this small base learns the task from the 261 tickets it trains on (measured: 55%
+    # of its 29 validation tickets, 5 labels); the base never does.
+    assert first.metrics["exact_match"] >= 0.45
     assert first.metrics["base_exact_match"] <= 0.1
     assert first.metrics["eval_loss"] < first.metrics["base_eval_loss"]
     assert DEMO_ADAPTER in first.summary()
@@ -267,6 +271,13 @@ async def test_init_demo_trains_once_then_reuses_the_adapter(
     try:
         registry = Registry(client, ADAPTER_KIND, settings.registry, cache=False)
         assert await registry.labels(DEMO_ADAPTER) == {DEMO_LABEL: 1}
+        trained = await registry.resolve(f"{DEMO_ADAPTER}@{DEMO_LABEL}")
+        training_set = hashlib.sha256(demo_training_set()).hexdigest()
+        assert trained.metadata["dataset_sha256"] == training_set
+        base_sha = trained.metadata["base_model_sha256"]
+        assert await _current_adapter(registry, base_sha, training_set) == trained
+        # Trained on another set (e.g. every ticket, held-out ones included): not reused.
+        assert await _current_adapter(registry, base_sha, "0" * 64) is None
     finally:
         await client.aclose()
 

@@ -37,9 +37,9 @@ def test_every_road_whose_needs_the_entry_names_in_road_order_then_variants() ->
         ArmSpec("prompt", "prompt", None),
         ArmSpec("rag", "rag", 0.4),
         ArmSpec("finetune", "finetune", None),
-        ArmSpec("rag+prompt", "rag+prompt", 0.4),
-        ArmSpec("finetune+rag", "finetune+rag", 0.4),
-        ArmSpec("extractive", "extractive", 0.4),
+        ArmSpec("rag+prompt", "rag+prompt", 0.4, default=False),
+        ArmSpec("finetune+rag", "finetune+rag", 0.4, default=False),
+        ArmSpec("extractive", "extractive", 0.4, default=False),
         ArmSpec("dense", "rag", None),  # its own retrieval block sets no threshold
         ArmSpec("short", "prompt", None),  # the feature's road
     ]
@@ -48,6 +48,19 @@ def test_every_road_whose_needs_the_entry_names_in_road_order_then_variants() ->
 def test_retrieval_without_a_template_opens_only_extractive() -> None:
     arms = feature_arms(_policy(route="extractive", retrieval=RETRIEVAL), "triage")
     assert [a.name for a in arms] == ["extractive"]
+    assert [a.name for a in choose_arms(arms, None)] == ["extractive"]  # the feature's own road
+
+
+def test_by_default_the_three_roads_the_feature_can_take_and_its_variants() -> None:
+    policy = _policy(
+        route="finetune",
+        template="t@production",
+        adapter="a@production",
+        retrieval=RETRIEVAL,
+        variants={"short": {"weight": 1, "route": None, "template": "t2@1"}},
+    )
+    chosen = choose_arms(feature_arms(policy, "triage"), None)
+    assert [a.name for a in chosen] == ["prompt", "rag", "finetune", "short"]
 
 
 def test_an_unknown_feature_is_named() -> None:

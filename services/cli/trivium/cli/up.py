@@ -17,6 +17,7 @@ import msgspec
 from trivium.cli.config import UpSection, UpSettings
 from trivium.cli.context import CliState, fail, open_templates, run_async
 from trivium.cli.demo import seed_demo_templates
+from trivium.cli.demo_examples import ingest_triage_examples, publish_demo_datasets
 from trivium.cli.demo_key import demo_key_file, ensure_demo_key
 from trivium.cli.progress import Progress
 from trivium.cli.stack import STATE_FILE, StackState, read_live_state, remove_state
@@ -195,6 +196,8 @@ class _Stack:
                     return await seed_demo_templates(registry)
 
             phase.details.append(f"templates: {', '.join(run_async(seed()))}")
+            published = run_async(publish_demo_datasets(settings))
+            phase.details.append(f"datasets: {', '.join(published)}")
             if self.gateway.gateway.auth.mode == "keys":
                 self.demo_key = run_async(self._demo_key(settings))
                 phase.details.append(f"demo key: {demo_key_file(self.data_dir)}")
@@ -233,6 +236,7 @@ class _Stack:
         with self.progress.phase("retriever + ingest") as phase:
             self.supervisor.start(_child("retriever", ["retriever", "serve"], self.retriever_url))
             phase.details.append(_ingest_demo_knowledge(self.retriever_url))
+            phase.details.append(ingest_triage_examples(self.retriever_url))
             phase.details.append(f"retriever: {self.retriever_url}/v1/collections")
 
     def start_gateway(self) -> None:
@@ -259,7 +263,8 @@ def up(state: CliState, skip_model: bool, skip_retriever: bool) -> None:
 
     With no Redis URL configured, a real redis-server runs under data_dir. The first run
     builds the offline demo model and its triage adapter (`trivium model init-demo`); the
-    retriever ingests this project's README.md and docs/ into the collection `docs`.
+    retriever ingests this project's README.md and docs/ into the collection `docs` and the
+    training triage tickets into `triage-examples`; the dataset `triage-eval` is published.
     A process that dies (Redis included) is logged and restarted with backoff; restarts are
     counted at the supervisor's /metrics (`up.metrics_port`). `data_dir/stack.json` tells other
     `trivium` commands where the stack runs. Ctrl-C stops everything cleanly.

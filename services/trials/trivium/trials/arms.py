@@ -3,18 +3,28 @@
 An arm is a road (the feature's base arm on that road) or a declared variant. A road is open
 when the feature's entry names everything it needs (the same needs the gateway's policy checks:
 `ROAD_NEEDS` in `trivium.gateway.policy.document`, repeated here because trials may not import
-the gateway); variants are open as declared.
+the gateway); variants are open as declared. By default a trial runs the framework's three
+roads (`DEFAULT_ROADS`: prompt, rag, finetune) where open, the feature's own road, and every
+variant; the other open roads (`rag+prompt`, `finetune+rag`, `extractive`) run when asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trivium.common.errors import InvalidInputError, NotFoundError
 
-__all__ = ("RETRIEVAL_ROADS", "ROADS", "ROAD_NEEDS", "ArmSpec", "choose_arms", "feature_arms")
+__all__ = (
+    "DEFAULT_ROADS",
+    "RETRIEVAL_ROADS",
+    "ROADS",
+    "ROAD_NEEDS",
+    "ArmSpec",
+    "choose_arms",
+    "feature_arms",
+)
 
 ROADS = ("prompt", "rag", "finetune", "rag+prompt", "finetune+rag", "extractive")
 ROAD_NEEDS: dict[str, tuple[str, ...]] = {
@@ -25,6 +35,8 @@ ROAD_NEEDS: dict[str, tuple[str, ...]] = {
     "finetune+rag": ("adapter", "retrieval"),
     "extractive": ("retrieval",),
 }
+DEFAULT_ROADS = frozenset({"prompt", "rag", "finetune"})
+"""The roads the decision is between; a trial runs those a feature can take unless told."""
 RETRIEVAL_ROADS = frozenset({"rag", "rag+prompt", "finetune+rag", "extractive"})
 """Roads whose answers carry a groundedness score."""
 
@@ -37,6 +49,8 @@ class ArmSpec:
     name: str
     road: str
     min_groundedness: float | None
+    default: bool = True
+    """Run when no arms are named (see DEFAULT_ROADS)."""
 
 
 def feature_arms(policy: Mapping[str, Any], feature: str) -> list[ArmSpec]:
@@ -49,10 +63,12 @@ def feature_arms(policy: Mapping[str, Any], feature: str) -> list[ArmSpec]:
             f"the gateway's policy has no feature {feature!r} (features: {known})", field="feature"
         )
     arms = [
-        ArmSpec(road, road, _threshold(road, entry.get("retrieval")))
+        ArmSpec(road, road, _threshold(road, entry.get("retrieval")), road in DEFAULT_ROADS)
         for road in ROADS
         if all(entry.get(need) is not None for need in ROAD_NEEDS[road])
     ]
+    own = entry.get("route")
+    arms = [replace(arm, default=True) if arm.name == own else arm for arm in arms]
     for name, variant in (entry.get("variants") or {}).items():
         road = variant.get("route") or entry["route"]
         retrieval = variant.get("retrieval") or entry.get("retrieval")
@@ -61,9 +77,9 @@ def feature_arms(policy: Mapping[str, Any], feature: str) -> list[ArmSpec]:
 
 
 def choose_arms(available: Sequence[ArmSpec], requested: Sequence[str] | None) -> list[ArmSpec]:
-    """`requested` (in that order, without repeats), or every available arm when None."""
+    """`requested` (in that order, without repeats), or the default arms when None."""
     if not requested:
-        return list(available)
+        return [arm for arm in available if arm.default]
     by_name = {arm.name: arm for arm in available}
     unknown = [name for name in requested if name not in by_name]
     if unknown:

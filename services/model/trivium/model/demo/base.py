@@ -16,6 +16,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from trivium.common.errors import InvalidInputError
+from trivium.model.data.triage import triage_split
 from trivium.model.demo.tokenizer import train_tokenizer
 from trivium.model.finetune.loop import train_steps
 from trivium.model.finetune.runtime import configure_torch
@@ -26,8 +27,11 @@ DATA_PACKAGE = "trivium.model.data"
 
 
 def corpus_lines() -> list[str]:
+    """The pre-training corpus, without the held-out triage tickets (the trials' eval set):
+    the base never reads them, even unlabelled."""
     text = resources.files(DATA_PACKAGE).joinpath("corpus.txt").read_text(encoding="utf-8")
-    return [line for line in text.splitlines() if line.strip()]
+    held_out = {ticket.text for ticket in triage_split().held_out}
+    return [line for line in text.splitlines() if line.strip() and line not in held_out]
 
 
 def _token_stream(tokenizer: Any, lines: list[str]) -> torch.Tensor:

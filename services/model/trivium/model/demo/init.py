@@ -2,22 +2,26 @@
 
 Both steps are skipped when their result is already there: the base when
 `base_model_dir/config.json` exists, the adapter when `triage-lora@production` resolves to
-an adapter (still on disk) trained on exactly this base model (same `base_model_sha256`).
+an adapter (still on disk) trained on exactly this base model and this training set (same
+`base_model_sha256` and `dataset_sha256`). The training set is the training side of the
+shipped tickets' split (`trivium.model.data.triage`), as the prompt the gateway serves; the
+held-out side is never trained on (it is the `triage-eval` dataset the trials measure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from trivium.model.adapters import AdapterStore
 from trivium.model.config import ModelSettings
-from trivium.model.demo.base import DATA_PACKAGE, build_demo_base
+from trivium.model.data.triage import training_jsonl, triage_split
+from trivium.model.demo.base import build_demo_base
 from trivium.model.finetune.base_model import base_model_sha256, model_type
 from trivium.model.finetune.register import open_adapter_store, register_finetuned
 from trivium.model.finetune.train import finetune
@@ -29,7 +33,13 @@ __all__ = ("DEMO_ACTOR", "DEMO_ADAPTER", "DEMO_LABEL", "InitDemoReport", "run_in
 DEMO_ADAPTER = "triage-lora"
 DEMO_LABEL = "production"
 DEMO_ACTOR = "trivium-demo"
-DEMO_DATASET = "triage.jsonl"
+DEMO_VALIDATION_FRACTION = 0.1
+"""Of the training tickets, the share the fine-tune keeps aside for its own metrics."""
+
+
+def demo_training_set() -> bytes:
+    """The adapter's training file: the training tickets of the split, as served prompts."""
+    return training_jsonl(triage_split().train)
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ async def run_init_demo(settings: ModelSettings, progress: bool = True) -> InitD
         )
     base_sha = await asyncio.to_thread(base_model_sha256, base_dir)
     async with open_adapter_store(settings) as store:
-        current = await _current_adapter(store.registry, base_sha)
+        current = await _current_adapter(store.registry, base_sha, _sha256(demo_training_set()))
         trained = current is None
         finetune_started = time.perf_counter()
         if current is None:
@@ -108,14 +118,21 @@ async def run_init_demo(settings: ModelSettings, progress: bool = True) -> InitD
 async def _train_and_promote(
     store: AdapterStore, base_dir: Path, threads: int, progress: bool
 ) -> ArtifactVersion:
-    """Fine-tune the shipped triage set, register it and point `production` at it."""
+    """Fine-tune the training tickets, register the adapter and point `production` at it."""
     with tempfile.TemporaryDirectory(prefix="trivium-demo-") as scratch:
         out_dir = Path(scratch) / "adapter"
-        data = resources.files(DATA_PACKAGE).joinpath(DEMO_DATASET)
-        with resources.as_file(data) as data_path:
-            report = await asyncio.to_thread(
-                lambda: finetune(base_dir, data_path, out_dir, threads=threads, progress=progress)
+        data_path = Path(scratch) / "triage-train.jsonl"
+        data_path.write_bytes(demo_training_set())
+        report = await asyncio.to_thread(
+            lambda: finetune(
+                base_dir,
+                data_path,
+                out_dir,
+                eval_fraction=DEMO_VALIDATION_FRACTION,
+                threads=threads,
+                progress=progress,
             )
+        )
         result = await register_finetuned(store, DEMO_ADAPTER, out_dir, report, actor=DEMO_ACTOR)
     await store.registry.promote(
         DEMO_ADAPTER, DEMO_LABEL, result.artifact.version, actor=DEMO_ACTOR
@@ -123,13 +140,22 @@ async def _train_and_promote(
     return result.artifact
 
 
-async def _current_adapter(registry: Registry, base_sha: str) -> ArtifactVersion | None:
-    """The production demo adapter, if it was trained on this exact base and is on disk."""
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _current_adapter(
+    registry: Registry, base_sha: str, dataset_sha: str
+) -> ArtifactVersion | None:
+    """The production demo adapter, if it was trained on this exact base and training set
+    and is on disk."""
     try:
         artifact = await registry.resolve(f"{DEMO_ADAPTER}@{DEMO_LABEL}")
     except (UnknownArtifactError, UnknownLabelError):
         return None
     if artifact.metadata.get("base_model_sha256") != base_sha:
+        return None
+    if artifact.metadata.get("dataset_sha256") != dataset_sha:
         return None
     if not (Path(artifact.body) / "adapter_config.json").is_file():
         return None
