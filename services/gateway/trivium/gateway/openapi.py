@@ -7,6 +7,8 @@ from typing import Any
 
 from litestar.openapi import OpenAPIConfig
 
+from trivium.common.contracts.datasets import CASE_ID_PATTERN
+from trivium.common.contracts.trials import TrialCreate, TrialSummary
 from trivium.common.http.openapi import (
     SchemaPatch,
     add_content,
@@ -31,6 +33,7 @@ from trivium.gateway.templates.schemas import (
     RenderRequest,
     RollbackRequest,
 )
+from trivium.gateway.trials.routes import CasesPut, StatusChange
 from trivium.registry.references import (
     LABEL_PATTERN,
     MAX_VERSION,
@@ -199,8 +202,14 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
             PromoteRequest,
             RollbackRequest,
             RenderRequest,
+            TrialCreate,
+            CasesPut,
+            StatusChange,
+            TrialSummary,
         ),
         unions_as_any_of,
+        constrain("TrialCreate", "arms", uniqueItems=True),
+        constrain("CaseResult", "case_id", pattern=CASE_ID_PATTERN),
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
         define("CreateKeyRequest", "features", _KEY_FEATURES),
         _input_or_messages,
