@@ -154,7 +154,9 @@ class TrialController(Controller):
         self,
         request: Request[Any, Any, Any],
         id: TrialId,
-        arm: Annotated[str, Parameter(pattern=ARM_PATTERN)],
+        arm: Annotated[
+            str | None, Parameter(pattern=ARM_PATTERN, description="default: the first arm")
+        ] = None,
         offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 500,
     ) -> TrialCasesPage:

@@ -209,9 +209,10 @@ class TrialStore:
             for stored, status, updated in found
         ]
 
-    async def page(self, trial_id: str, arm: str, offset: int, limit: int) -> TrialCasesPage:
-        """Results of `arm` from `offset` in case-id order."""
+    async def page(self, trial_id: str, arm: str | None, offset: int, limit: int) -> TrialCasesPage:
+        """Results of `arm` (None: the trial's first) from `offset` in case-id order."""
         stored = await self._stored(trial_id)
+        arm = stored.arms[0] if arm is None else arm
         if arm not in stored.arms:
             raise InvalidInputError(
                 f"arm {arm!r} is not one of this trial's ({', '.join(stored.arms)})", field="arm"
