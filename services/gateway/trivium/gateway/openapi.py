@@ -8,7 +8,7 @@ from typing import Any
 from litestar.openapi import OpenAPIConfig
 
 from trivium.common.contracts.datasets import CASE_ID_PATTERN
-from trivium.common.contracts.trials import TrialCreate, TrialSummary
+from trivium.common.contracts.trials import ARM_PATTERN, TrialCreate, TrialSummary
 from trivium.common.http.openapi import (
     SchemaPatch,
     add_content,
@@ -141,6 +141,16 @@ _KEY_FEATURES = {
 }
 
 
+_TRIAL_ARMS = {
+    "description": "the arms (roads or variant names of the feature), each named once",
+    "type": "array",
+    "items": {"type": "string", "pattern": ARM_PATTERN},
+    "minItems": 1,
+    "maxItems": 16,
+    "uniqueItems": True,
+}
+
+
 def _input_or_messages(document: dict[str, Any]) -> None:
     """An invoke request carries exactly one of `input` and `messages` (a null one is absent)."""
     document["components"]["schemas"]["InvokeRequest"]["anyOf"] = [
@@ -208,7 +218,7 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
             TrialSummary,
         ),
         unions_as_any_of,
-        constrain("TrialCreate", "arms", uniqueItems=True),
+        define("TrialCreate", "arms", _TRIAL_ARMS),
         constrain("CaseResult", "case_id", pattern=CASE_ID_PATTERN),
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
         define("CreateKeyRequest", "features", _KEY_FEATURES),
