@@ -298,6 +298,7 @@ def test_prompt_road_renders_the_template_and_accounts_for_it(
     after = stack.metrics()
 
     def grew(name: str, **labels: str) -> float:
+        labels["traffic"] = "production"
         return sample_value(after, name, **labels) - sample_value(before, name, **labels)
 
     assert (
@@ -694,6 +695,7 @@ def test_fallback_on_upstream_death_then_the_circuit_opens(
             metrics,
             "trivium_fallbacks_total",
             feature="resilient",
+            traffic="production",
             **{"from": "prompt", "to": "prompt", "reason": "circuit_open"},
         )
         >= 1
@@ -921,7 +923,7 @@ def test_rejected_requests_are_counted_but_never_timed(http: httpx.Client, stack
     ]
     assert [r.status_code for r in bad] == [400, 413, 400], [r.text for r in bad]
     after_metrics, after_count = stack.metrics(), settled_count()
-    labels = {"feature": "copy", "route": "prompt", "variant": ""}
+    labels = {"feature": "copy", "route": "prompt", "variant": "", "traffic": "production"}
 
     def delta(name: str, **extra: str) -> float:
         return sample_value(after_metrics, name, **labels, **extra) - sample_value(

@@ -80,6 +80,8 @@ GRAFANA_VARIABLES = {
     "feature": ".*",
     "route": ".*",
     "key": ".*",
+    # The default: production traffic (the stack's traffic is all production).
+    "traffic": "production",
     # Grafana's built-ins, sized for a 1 s scrape interval and a test a minute long.
     "__rate_interval": "30s",
     "__interval": "5s",
@@ -128,6 +130,18 @@ ROUTE_METRICS = {
     "trivium_request_duration_seconds",
     "trivium_tokens_total",
     "trivium_cost_usd_total",
+}
+# Request KPIs labelled `traffic` (production | trial): panels must filter them by the
+# dashboard's `traffic` variable, so a trial's forced arms never mix into production's.
+TRAFFIC_METRICS = {
+    "trivium_requests_total",
+    "trivium_request_duration_seconds",
+    "trivium_stage_duration_seconds",
+    "trivium_tokens_total",
+    "trivium_cost_usd_total",
+    "trivium_fallbacks_total",
+    "trivium_groundedness",
+    "trivium_verdicts_total",
 }
 # Series per caller key name: panels must filter them by the dashboard's `key` variable.
 KEY_METRICS = {
@@ -585,6 +599,20 @@ def test_promtool_accepts_the_rules_and_their_unit_tests(binaries: PrometheusBin
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+def test_production_kpi_rules_leave_trial_traffic_out() -> None:
+    """The request KPIs the alerts read select production traffic; spend counts every call."""
+    selector = re.compile(r"(trivium_[a-z_]+)(\{[^}]*\})?")
+    for group in rule_file()["groups"]:
+        for rule in group["rules"]:
+            name = rule.get("record") or rule["alert"]
+            for series, braces in selector.findall(rule["expr"]):
+                family = re.sub(r"_(bucket|sum|count)$", "", series)
+                if family in TRAFFIC_METRICS - {"trivium_cost_usd_total"}:
+                    if name == "trivium:cost_budget_usd_per_hour":
+                        continue  # only its feature label is read
+                    assert 'traffic="production"' in braces, f"{name}: {series} mixes in trials"
+
+
 def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
     alerts = [r for g in rule_file()["groups"] for r in g["rules"] if "alert" in r]
     names = {a["alert"] for a in alerts}
@@ -627,6 +655,10 @@ def test_the_dashboard_is_provisionable_and_filters_by_feature_and_route() -> No
     datasource = {"type": "prometheus", "uid": "${datasource}"}
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
+    traffic = variables["traffic"]
+    assert traffic["type"] == "custom"
+    assert traffic["query"] == "production,trial"
+    assert traffic["current"]["value"] == "production"
     for variable in (feature, variables["route"], variables["key"]):
         assert variable["datasource"] == datasource
     selector = re.compile(r"(trivium_[a-z_]+|trivium:[a-z0-9_:]+)(\{[^}]*\})?")
@@ -648,6 +680,8 @@ def test_the_dashboard_is_provisionable_and_filters_by_feature_and_route() -> No
                     assert 'feature=~"$feature"' in braces, f"{title}: {name} ignores $feature"
                 if family in ROUTE_METRICS:
                     assert 'route=~"$route"' in braces, f"{title}: {name} ignores $route"
+                if family in TRAFFIC_METRICS:
+                    assert 'traffic=~"$traffic"' in braces, f"{title}: {name} ignores $traffic"
                 if family in KEY_METRICS or name in KEY_RECORDS:
                     assert 'key=~"$key"' in braces, f"{title}: {name} ignores $key"
 

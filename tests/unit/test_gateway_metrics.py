@@ -43,7 +43,8 @@ def test_every_kpi_lands_in_its_series(kpi: KpiRecorder, registry: CollectorRegi
     text = scrape(registry)
 
     feature = {"feature": "support-kb"}
-    rag = {**feature, "route": "rag"}
+    production = {**feature, "traffic": "production"}
+    rag = {**feature, "route": "rag", "traffic": "production"}
     assert sample_value(text, "trivium_requests_total", **rag, variant="", status="ok") == 2
     assert sample_value(text, "trivium_requests_total", **rag, variant="b", status="error") == 1
     assert sample_value(text, "trivium_request_duration_seconds_count", **rag, variant="") == 2
@@ -57,7 +58,11 @@ def test_every_kpi_lands_in_its_series(kpi: KpiRecorder, registry: CollectorRegi
     )
     assert (
         sample_value(
-            text, "trivium_stage_duration_seconds_bucket", **feature, stage="retrieve", le="0.005"
+            text,
+            "trivium_stage_duration_seconds_bucket",
+            **production,
+            stage="retrieve",
+            le="0.005",
         )
         == 1
     )
@@ -68,7 +73,7 @@ def test_every_kpi_lands_in_its_series(kpi: KpiRecorder, registry: CollectorRegi
         sample_value(
             text,
             "trivium_fallbacks_total",
-            **feature,
+            **production,
             to="rag",
             reason="timeout",
             **{"from": "finetune"},
@@ -76,15 +81,58 @@ def test_every_kpi_lands_in_its_series(kpi: KpiRecorder, registry: CollectorRegi
         == 1
     )
     assert sample_value(text, "trivium_cache_requests_total", **feature, result="hit") == 1
-    assert sample_value(text, "trivium_groundedness_bucket", **feature, le="0.9") == 1
-    assert sample_value(text, "trivium_groundedness_bucket", **feature, le="0.8") == 0
-    assert sample_value(text, "trivium_verdicts_total", **feature, verdict="flagged") == 1
+    assert sample_value(text, "trivium_groundedness_bucket", **production, le="0.9") == 1
+    assert sample_value(text, "trivium_groundedness_bucket", **production, le="0.8") == 0
+    assert sample_value(text, "trivium_verdicts_total", **production, verdict="flagged") == 1
     assert (
         sample_value(text, "trivium_shadow_requests_total", **feature, variant="b", status="ok")
         == 1
     )
     assert sample_value(text, "trivium_in_flight_requests") == 1
     assert sample_value(text, "trivium_overload_rejections_total") == 1
+
+
+def test_trial_traffic_is_labelled_apart(kpi: KpiRecorder, registry: CollectorRegistry) -> None:
+    kpi.request("triage", "rag", None, "ok", 0.2)
+    kpi.request("triage", "rag", None, "ok", 0.2, "trial")
+    kpi.request("triage", "rag", None, "ok", 0.2, "trial")
+    kpi.rejected("triage", "rag", None, "trial")
+    kpi.tokens("triage", "rag", 10, 5, "trial")
+    kpi.cost("triage", "rag", None, 0.5, "trial")
+    kpi.fallback("triage", "rag", "prompt", "timeout", "trial")
+    text = scrape(registry)
+    rag = {"feature": "triage", "route": "rag", "variant": ""}
+    trial = {**rag, "traffic": "trial"}
+    assert (
+        sample_value(text, "trivium_requests_total", **rag, status="ok", traffic="production") == 1
+    )
+    assert sample_value(text, "trivium_requests_total", **trial, status="ok") == 2
+    assert sample_value(text, "trivium_requests_total", **trial, status="rejected") == 1
+    assert sample_value(text, "trivium_request_duration_seconds_count", **trial) == 2
+    assert sample_value(text, "trivium_cost_usd_total", **trial) == pytest.approx(0.5)
+    assert (
+        sample_value(
+            text,
+            "trivium_tokens_total",
+            feature="triage",
+            route="rag",
+            kind="prompt",
+            traffic="trial",
+        )
+        == 10
+    )
+    assert (
+        sample_value(
+            text,
+            "trivium_fallbacks_total",
+            feature="triage",
+            to="prompt",
+            reason="timeout",
+            traffic="trial",
+            **{"from": "rag"},
+        )
+        == 1
+    )
 
 
 def test_groundedness_buckets_step_by_a_tenth() -> None:
@@ -108,9 +156,9 @@ def test_children_are_bound_once_per_label_set(
     # one counter child per status, one histogram child: three labels() calls in all
     assert sorted(calls) == sorted(
         [
-            ("support-kb", "rag", "", "ok"),
-            ("support-kb", "rag", "", "error"),
-            ("support-kb", "rag", ""),
+            ("support-kb", "rag", "", "ok", "production"),
+            ("support-kb", "rag", "", "error", "production"),
+            ("support-kb", "rag", "", "production"),
         ]
     )
 
@@ -160,7 +208,13 @@ def test_default_recorder_uses_the_exact_names() -> None:
     assert (
         REGISTRY.get_sample_value(
             "trivium_requests_total",
-            {"feature": "names-check", "route": "prompt", "variant": "", "status": "ok"},
+            {
+                "feature": "names-check",
+                "route": "prompt",
+                "variant": "",
+                "status": "ok",
+                "traffic": "production",
+            },
         )
         == 1
     )

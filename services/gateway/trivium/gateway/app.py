@@ -48,6 +48,7 @@ from trivium.gateway.openapi import gateway_openapi_config
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
 from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, configure_tracing
 from trivium.gateway.templates import TemplateController
+from trivium.gateway.trials import TrialController, TrialStore
 from trivium.registry import TEMPLATE_KIND, ReadOnlyKind, Registry, TemplateRenderer
 from trivium.registry.cache import InvalidationListener
 from trivium.registry.datasets import DatasetStore
@@ -123,6 +124,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 client, prefix, section.limits.window_s, section.limits.settle_flush_s
             )
             app.state.key_store = key_store
+            app.state.trial_store = TrialStore(client, prefix)
             app.state.authenticator = authenticator
             await key_listener.start()
             limiter.start()
@@ -191,6 +193,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             TemplateController,
             DatasetController,
             KeyController,
+            TrialController,
             PolicyController,
             StatsController,
             FeedbackController,

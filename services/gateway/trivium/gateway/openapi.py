@@ -7,7 +7,8 @@ from typing import Any
 
 from litestar.openapi import OpenAPIConfig
 
-from trivium.common.contracts.datasets import MAX_DATASET_BYTES, MAX_DATASET_ROWS
+from trivium.common.contracts.datasets import CASE_ID_PATTERN, MAX_DATASET_BYTES, MAX_DATASET_ROWS
+from trivium.common.contracts.trials import ARM_PATTERN, TrialCreate, TrialSummary
 from trivium.common.http.openapi import (
     SchemaPatch,
     add_content,
@@ -34,6 +35,7 @@ from trivium.gateway.templates.schemas import (
     RenderRequest,
     RollbackRequest,
 )
+from trivium.gateway.trials.routes import CasesPut, StatusChange
 from trivium.registry.references import (
     LABEL_PATTERN,
     MAX_VERSION,
@@ -139,6 +141,16 @@ _KEY_FEATURES = {
             "maxItems": 256,
         },
     ],
+}
+
+
+_TRIAL_ARMS = {
+    "description": "the arms (roads or variant names of the feature), each named once",
+    "type": "array",
+    "items": {"type": "string", "pattern": ARM_PATTERN},
+    "minItems": 1,
+    "maxItems": 16,
+    "uniqueItems": True,
 }
 
 
@@ -266,8 +278,14 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
             RenderRequest,
             FeedbackRequest,
             Correction,
+            TrialCreate,
+            CasesPut,
+            StatusChange,
+            TrialSummary,
         ),
         unions_as_any_of,
+        define("TrialCreate", "arms", _TRIAL_ARMS),
+        constrain("CaseResult", "case_id", pattern=CASE_ID_PATTERN),
         constrain("ChatRequest", "model", pattern=FEATURE_PATTERN),
         define("CreateKeyRequest", "features", _KEY_FEATURES),
         _input_or_messages,

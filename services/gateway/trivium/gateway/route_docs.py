@@ -20,7 +20,7 @@ GATEWAY_COMPONENTS = Components(
             description=(
                 "a caller key (`trv_<key id>_<secret>`, made with `POST /v1/keys` or `trivium "
                 "keys create`) holding the scope the route names, or a bootstrap admin token "
-                "(`gateway.admin_tokens`: every scope but `invoke`)"
+                "(`gateway.admin_tokens`: every scope but `invoke` and `feedback`)"
             ),
         )
     }

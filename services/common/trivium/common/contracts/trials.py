@@ -28,6 +28,8 @@ __all__ = (
 
 TRIAL_ID_PATTERN = r"^trl_[a-z0-9]{12}$"
 ARM_PATTERN = r"^[a-z0-9][a-z0-9+_-]{0,62}$"
+FEATURE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""A feature's name, as the routing policy allows it."""
 TrialId = Annotated[str, msgspec.Meta(pattern=TRIAL_ID_PATTERN)]
 ArmName = Annotated[str, msgspec.Meta(pattern=ARM_PATTERN)]
 TrialStatus = Literal["running", "interrupted", "finished"]
@@ -152,13 +154,14 @@ class TrialSummary(msgspec.Struct, frozen=True):
 
 
 class TrialCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    feature: str
-    dataset: str
+    feature: Annotated[str, msgspec.Meta(pattern=FEATURE_PATTERN)]
+    dataset: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     """Resolved: `name@version`, so a resumed trial reads the same rows."""
     arms: Annotated[list[ArmName], msgspec.Meta(min_length=1, max_length=16)]
-    cases: int
-    policy_hash: str | None = None
-    note: str | None = None
+    """Distinct names."""
+    cases: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+    policy_hash: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
 
 class TrialRecord(msgspec.Struct, frozen=True, omit_defaults=True):

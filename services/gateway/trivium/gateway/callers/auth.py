@@ -2,7 +2,7 @@
 
 Two kinds of credential: caller keys (`trv_<id>_<secret>`, in Redis, cached in process) and
 the bootstrap admin tokens of `gateway.admin_tokens` (actor name -> token), which act as
-keys with every admin scope (`ADMIN_SCOPES`: all but `invoke`).
+keys with every admin scope (`ADMIN_SCOPES`: all but `invoke` and `feedback`).
 
 `gateway.auth.mode`:
 * `keys`: every route but health, metrics and the schema needs a credential with the
@@ -54,7 +54,9 @@ __all__ = (
 )
 
 AuthMode = Literal["keys", "open"]
-WRITE_SCOPES: frozenset[Scope] = frozenset({"templates:write", "policy:reload", "keys:admin"})
+WRITE_SCOPES: frozenset[Scope] = frozenset(
+    {"templates:write", "policy:reload", "keys:admin", "trials"}
+)
 _DUMMY_HASH = hash_secret(b"dummy", "dummy")
 
 
@@ -140,7 +142,7 @@ class Authenticator:
         if self.mode == "open":
             return ANONYMOUS
         caller = await self.authenticate(authorization)
-        self._require(caller, "invoke")
+        self.require(caller, "invoke")
         if not caller.allows_feature(feature):
             CALLER_METRICS.rejected("forbidden_feature")
             raise ForbiddenFeatureError(
@@ -155,15 +157,17 @@ class Authenticator:
         if self.mode == "open":
             return ANONYMOUS
         caller = await self.authenticate(authorization)
-        self._require(caller, "invoke")
+        self.require(caller, "invoke")
         return caller
 
-    def _require(self, caller: Caller, scope: Scope) -> None:
+    def require(self, caller: Caller, scope: Scope, *, field: str = "authorization") -> None:
+        """403 unless the caller holds `scope`; `field` names what needed it."""
         if scope not in caller.scopes:
             CALLER_METRICS.rejected("forbidden_scope")
+            what = "this route" if field == "authorization" else f"`{field}`"
             raise MissingScopeError(
-                f"this route needs the {scope!r} scope (this key has: {_listed(caller.scopes)})",
-                field="authorization",
+                f"{what} needs the {scope!r} scope (this key has: {_listed(caller.scopes)})",
+                field=field,
                 extra={"scope": scope},
             )
 
@@ -172,7 +176,7 @@ class Authenticator:
         if self.mode == "open" and (scope not in WRITE_SCOPES or not self._admins):
             return Caller(actor_hint[:64] or "anonymous", frozenset())
         caller = await self.authenticate(authorization)
-        self._require(caller, scope)
+        self.require(caller, scope)
         return caller
 
 

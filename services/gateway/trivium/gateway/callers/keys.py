@@ -47,9 +47,10 @@ SCOPES: tuple[Scope, ...] = (
     "feedback",
 )
 ADMIN_SCOPES: frozenset[Scope] = frozenset(
-    {"read", "templates:write", "policy:reload", "keys:admin"}
+    {"read", "templates:write", "policy:reload", "keys:admin", "trials"}
 )
-"""What a bootstrap admin token (`gateway.admin_tokens`) may do: everything but invoke."""
+"""What a bootstrap admin token (`gateway.admin_tokens`) may do: every admin scope (not
+`invoke`, nor `feedback`, a caller's own)."""
 ALL_FEATURES = "*"
 
 KEY_PREFIX = "trv"

@@ -44,14 +44,15 @@ class Accountant:
 
         A rejected request (the caller's mistake) is only counted: it stays out of the latency
         histograms, the overhead and the `/v1/stats` window, whose percentiles and success
-        counts describe the requests the gateway served."""
+        counts describe the requests the gateway served. Trial traffic is labelled
+        `traffic="trial"` and never enters the `/v1/stats` window, which is production's."""
         seconds = time.perf_counter() - call.started
-        feature, variant = call.feature_name, call.variant
+        feature, variant, traffic = call.feature_name, call.variant, call.traffic
         route: str = call.arm.route
         kpis = self.kpis
         self._per_key(call, response, status, seconds)
         if status == "rejected":
-            kpis.rejected(feature, route, variant)
+            kpis.rejected(feature, route, variant, traffic)
             if log.isEnabledFor(logging.INFO):
                 self._log(call, response, route, status, seconds)
             return
@@ -59,29 +60,16 @@ class Accountant:
         tokens = 0
         if response is not None:
             route = response.route
-            if not response.cached:
-                timings = response.timings_ms
-                for stage in STAGES:
-                    value: float = getattr(timings, stage)
-                    if value:
-                        kpis.stage(feature, stage, value / 1000)
-                if response.groundedness is not None:
-                    kpis.groundedness(feature, response.groundedness)
-            usage = response.usage
-            tokens = usage.total_tokens
-            cost = response.cost_usd
-            if tokens:
-                kpis.tokens(feature, route, usage.prompt_tokens, usage.completion_tokens)
-            if cost:
-                kpis.cost(feature, route, variant, cost)
-            if response.verdict is not None:
-                kpis.verdict(feature, response.verdict)
-        self._remember(call, response)
-        kpis.request(feature, route, variant, status, seconds)
+            tokens, cost = response.usage.total_tokens, response.cost_usd
+            self._answer_kpis(call, response)
+        if traffic == "production":
+            self._remember(call, response)
+        kpis.request(feature, route, variant, status, seconds, traffic)
         kpis.overhead(feature, max(seconds - call.waited_s, 0.0))
-        self.stats.observe(
-            feature, route, variant, seconds, status not in ("error", "timeout"), cost, tokens
-        )
+        if traffic == "production":
+            self.stats.observe(
+                feature, route, variant, seconds, status not in ("error", "timeout"), cost, tokens
+            )
         if log.isEnabledFor(logging.INFO):
             self._log(call, response, route, status, seconds)
 
@@ -89,6 +77,25 @@ class Accountant:
         """The answer's record, for feedback (buffered; written in the background)."""
         if self.answers is not None and response is not None:
             self.answers.add(call.request, response)
+
+    def _answer_kpis(self, call: Call, response: InvokeResponse) -> None:
+        """Stages, groundedness, tokens, cost and verdict of an answer."""
+        kpis, feature, traffic, route = self.kpis, call.feature_name, call.traffic, response.route
+        if not response.cached:
+            timings = response.timings_ms
+            for stage in STAGES:
+                value: float = getattr(timings, stage)
+                if value:
+                    kpis.stage(feature, stage, value / 1000, traffic)
+            if response.groundedness is not None:
+                kpis.groundedness(feature, response.groundedness, traffic)
+        usage = response.usage
+        if usage.total_tokens:
+            kpis.tokens(feature, route, usage.prompt_tokens, usage.completion_tokens, traffic)
+        if response.cost_usd:
+            kpis.cost(feature, route, call.variant, response.cost_usd, traffic)
+        if response.verdict is not None:
+            kpis.verdict(feature, response.verdict, traffic)
 
     def _per_key(
         self,
@@ -105,7 +112,7 @@ class Accountant:
         prompt = usage.prompt_tokens if usage is not None else 0
         completion = usage.completion_tokens if usage is not None else 0
         CALLER_METRICS.served(call.caller.name, status, prompt, completion, cost)
-        if status == "rejected":  # like the feature's: counted, out of the stats window
+        if status == "rejected" or call.request.trial is not None:  # out of the stats window
             return
         self.stats.observe_key(
             call.caller.name,
@@ -141,6 +148,8 @@ class Accountant:
                 "retriever_index": lineage.retriever_index if lineage else None,
                 "fallback": fallback.from_route if fallback else None,
                 "cached": response.cached if response is not None else False,
+                "trial": call.request.trial.id if call.request.trial is not None else None,
+                "trial_arm": call.request.trial.arm if call.request.trial is not None else None,
             },
         )
 

@@ -9,6 +9,7 @@ from trivium.gateway.callers import ANONYMOUS, Caller, Grant
 from trivium.gateway.invoke.schemas import InvokeRequest
 from trivium.gateway.policy import LoadedPolicy
 from trivium.gateway.policy.model import Arm, Feature
+from trivium.gateway.telemetry.metrics import Traffic
 from trivium.registry import ArtifactVersion
 
 __all__ = ("Call",)
@@ -48,6 +49,11 @@ class Call:
 
     def rate_limit_headers(self) -> dict[str, str] | None:
         return self.grant.headers if self.grant is not None and self.grant.headers else None
+
+    @property
+    def traffic(self) -> Traffic:
+        """`trial` when a trial forced the arm: no cache, no shadows, no production stats."""
+        return "production" if self.request.trial is None else "trial"
 
     @property
     def variant(self) -> str:

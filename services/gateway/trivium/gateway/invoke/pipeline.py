@@ -36,9 +36,10 @@ from trivium.gateway.invoke.inputs import check_request
 from trivium.gateway.invoke.plan import FeatureMisconfiguredError, Plan, Planner
 from trivium.gateway.invoke.schemas import FallbackInfo, InvokeRequest, InvokeResponse, Usage
 from trivium.gateway.invoke.shadow import ShadowRunner
+from trivium.gateway.invoke.trial import trial_arm
 from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
 from trivium.gateway.policy.model import MODEL_FREE, Arm
-from trivium.gateway.telemetry.metrics import RequestStatus
+from trivium.gateway.telemetry.metrics import RequestStatus, Traffic
 from trivium.gateway.telemetry.tracing import (
     Span,
     SpanKind,
@@ -95,14 +96,18 @@ class Invoker:
                 f"no feature {feature_name!r} in the routing policy (features: {known})",
                 field="feature",
             )
-        variant = assign_variant(
-            feature_name, feature.variants, assignment_key(request.user, request.session)
-        )
-        arm = feature.arm(feature_name, variant)
         try:
+            if request.trial is not None:
+                arm = trial_arm(feature_name, feature, request.trial.arm)
+            else:
+                variant = assign_variant(
+                    feature_name, feature.variants, assignment_key(request.user, request.session)
+                )
+                arm = feature.arm(feature_name, variant)
             check_request(request, feature.limits.max_input_chars)
         except TriviumError:
-            self.accountant.kpis.rejected(feature_name, arm.route, variant)
+            traffic: Traffic = "production" if request.trial is None else "trial"
+            self.accountant.kpis.rejected(feature_name, feature.route, None, traffic)
             raise
         return Call(
             request_id=request_id or uuid.uuid4().hex,
@@ -285,7 +290,7 @@ class Invoker:
             "misconfigured" if isinstance(exc, FeatureMisconfiguredError) else failure_reason(exc)
         )
         road, next_road = arms[index].route, arms[index + 1].route
-        self.accountant.kpis.fallback(call.feature_name, road, next_road, reason)
+        self.accountant.kpis.fallback(call.feature_name, road, next_road, reason, call.traffic)
         log.warning(
             "falling back",
             extra={
@@ -299,7 +304,7 @@ class Invoker:
         return FallbackInfo(from_route=road, reason=reason)
 
     def _start_shadows(self, call: Call, primary: InvokeResponse) -> None:
-        if self.shadows is None or not call.feature.shadow:
+        if self.shadows is None or not call.feature.shadow or call.request.trial is not None:
             return
         for name, arm in call.feature.shadow_arms(call.arm):
             run = functools.partial(self.generate, call.copy_for(arm))
@@ -308,7 +313,9 @@ class Invoker:
     # -- cache -----------------------------------------------------------------------------
 
     async def _cache_key(self, call: Call) -> str | None:
-        if self.cache is None or call.feature.cache is None:
+        """None: no cache for this call (none configured, or trial traffic: a trial measures
+        its arm's own answers, and its answers must not serve production)."""
+        if self.cache is None or call.feature.cache is None or call.request.trial is not None:
             return None
         arm = call.arm
         planner = self.planner

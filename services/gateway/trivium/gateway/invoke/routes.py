@@ -17,6 +17,7 @@ from trivium.gateway.invoke.pipeline import StreamEvent
 from trivium.gateway.invoke.schemas import InvokeRequest, InvokeResponse
 from trivium.gateway.invoke.serving import serving
 from trivium.gateway.invoke.sse import EventStream, PeekedStream, sse_event, start_stream
+from trivium.gateway.invoke.trial import require_trials_scope
 from trivium.gateway.route_docs import native_errors, scoped
 
 __all__ = ("InvokeController",)
@@ -44,7 +45,11 @@ class InvokeController(Controller):
         summary="Run a feature's request down the road its policy picks",
         description=(
             "With `stream: true` the answer arrives as server-sent events: `delta` events "
-            "`{text}`, then one `summary` event (the JSON answer), or an `error` event."
+            "`{text}`, then one `summary` event (the JSON answer), or an `error` event. "
+            "`trial` (a trial's case: `{id, arm}`) forces the arm and needs the `trials` scope "
+            "as well (403 naming `trial`, in every auth mode); an arm the feature cannot take "
+            "is a 400 naming `trial.arm`. Trial traffic skips the response cache and shadows, "
+            'is labelled `traffic="trial"` in metrics and stays out of `/v1/stats`.'
         ),
         security=scoped("invoke"),
         responses={
@@ -56,7 +61,10 @@ class InvokeController(Controller):
         self, request: Request[Any, Any, Any], feature: str, data: InvokeRequest
     ) -> Response[InvokeResponse] | EventStream:
         here = serving(request)
-        caller = await here.authenticator.for_feature(request.headers.get("authorization"), feature)
+        authorization = request.headers.get("authorization")
+        caller = await here.authenticator.for_feature(authorization, feature)
+        if data.trial is not None:
+            await require_trials_scope(here.authenticator, authorization, caller)
         invoker = here.invoker
         call = invoker.resolve(feature, data, here.policies.current, REQUEST_ID.get() or "", caller)
         if not data.stream:

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from trivium.common.contracts.trials import ARM_PATTERN, TRIAL_ID_PATTERN
+
 __all__ = (
     "Citation",
     "FallbackInfo",
@@ -14,6 +16,7 @@ __all__ = (
     "Lineage",
     "Message",
     "Timings",
+    "TrialTag",
     "Usage",
     "Verdict",
 )
@@ -25,6 +28,14 @@ ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 class Message(msgspec.Struct, frozen=True):
     role: Literal["system", "user", "assistant", "developer"]
     content: str
+
+
+class TrialTag(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A trial's case: the arm it forces (a road or a variant name of the feature). Only a
+    caller with the `trials` scope may send one."""
+
+    id: Annotated[str, msgspec.Meta(pattern=TRIAL_ID_PATTERN)]
+    arm: Annotated[str, msgspec.Meta(pattern=ARM_PATTERN)]
 
 
 class InvokeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -40,6 +51,9 @@ class InvokeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Capped by the feature's `limits.max_tokens`."""
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     metadata: Annotated[dict[str, str], msgspec.Meta(max_length=32)] = {}
+    trial: TrialTag | None = None
+    """Trial traffic: the arm is forced, the response cache and shadows are skipped, and the
+    request is labelled `traffic="trial"` and kept out of the production `/v1/stats` window."""
 
 
 class Citation(msgspec.Struct, frozen=True):
