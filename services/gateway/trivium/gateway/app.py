@@ -27,6 +27,8 @@ from trivium.gateway.callers import (
 from trivium.gateway.clients import RetrieverClient, UpstreamPool
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.datasets import DatasetController
+from trivium.gateway.decision.routes import DecisionController
+from trivium.gateway.decision.trials import RedisTrialReader
 from trivium.gateway.feedback.records import AnswerLog
 from trivium.gateway.feedback.routes import FeedbackController
 from trivium.gateway.feedback.service import FeedbackService
@@ -123,6 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 client, prefix, section.limits.window_s, section.limits.settle_flush_s
             )
             app.state.key_store = key_store
+            app.state.decision_trials = RedisTrialReader(client, prefix)
             app.state.authenticator = authenticator
             await key_listener.start()
             limiter.start()
@@ -194,6 +197,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             PolicyController,
             StatsController,
             FeedbackController,
+            DecisionController,
             PrometheusController,
             healthz,
             readyz,
