@@ -191,7 +191,7 @@ def _path(
         on_stage = [road for road, at in STAGE_OF.items() if at == stage]
         arms = [arm for arm, road in roads.items() if road in on_stage]
         standings = [_standing(verdicts[arm], misses[arm]) for arm in arms]
-        best: Verdict | None = min(standings, key=VERDICT_RANK.__getitem__) if standings else None
+        best = _best(standings)
         views.append(
             StageView(
                 stage=stage,
@@ -203,3 +203,9 @@ def _path(
             )
         )
     return views
+
+
+def _best(standings: Sequence[Verdict]) -> Verdict | None:
+    if not standings:
+        return None
+    return min(standings, key=VERDICT_RANK.__getitem__)
