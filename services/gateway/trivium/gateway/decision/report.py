@@ -61,7 +61,13 @@ def build_decision(
     rules = apply_rules(Facts(name, feature, needs, roads, misses))
     verdicts = {arm: overall([c.verdict for c in arm_checks]) for arm, arm_checks in checks.items()}
     roi = [road_roi(arm, roads[arm.arm], needs) for arm in arms]
-    recommendation = _recommend(arms, roads, verdicts, misses, rules, roi, needs)
+    quality = {
+        c.arm: c.measured or 0.0
+        for arm_checks in checks.values()
+        for c in arm_checks
+        if c.requirement == "min_quality"
+    }
+    recommendation = _recommend(arms, roads, verdicts, misses, rules, roi, quality, needs)
     return Decision(
         feature=name,
         trial=record,
@@ -91,18 +97,24 @@ def _recommend(
     misses: Mapping[str, frozenset[str]],
     rules: Sequence[RuleOutcome],
     roi: Sequence[RoadRoi],
+    quality: Mapping[str, float],
     needs: Requirements,
 ) -> Recommendation:
     """The arm that meets the most (misses nothing, then nothing undecided), then the one the
-    most rules favour, then the cheapest; a hybrid when no road alone meets and the rule says
-    two roads together would."""
+    most rules favour, then the cheapest, then the best on the declared quality metric; a
+    hybrid when no road alone meets and the rule says two roads together would."""
     excluded = {arm: rule.rule for rule in rules for arm in rule.excludes}
     favoured = {arm.arm: sum(arm.arm in rule.favours for rule in rules) for arm in arms}
     cost = {entry.arm: entry.cost_per_1k_usd for entry in roi}
     standing = {arm.arm: _standing(verdicts[arm.arm], misses[arm.arm]) for arm in arms}
     ranked = sorted(
         (arm.arm for arm in arms if arm.arm not in excluded and roads[arm.arm] is not None),
-        key=lambda arm: (VERDICT_RANK[standing[arm]], -favoured[arm], cost[arm]),
+        key=lambda arm: (
+            VERDICT_RANK[standing[arm]],
+            -favoured[arm],
+            cost[arm],
+            -quality.get(arm, 0.0),
+        ),
     )
     reasons = [f"{arm} is ruled out by {rule}" for arm, rule in excluded.items()]
     hybrid = next(
@@ -129,7 +141,13 @@ def _recommend(
     road = roads[best]
     reasons.insert(0, _why(best, standing[best], misses[best], favoured[best], rules))
     others = [arm for arm in ranked[1:] if standing[arm] == standing[best]]
-    if others:
+    if others and all(cost[arm] == cost[best] for arm in others):
+        metric = needs.min_quality.metric if needs.min_quality else "quality"
+        reasons.append(
+            f"{', '.join(others)} qualify as well at the same cost; {best} scores highest on "
+            f"{metric}"
+        )
+    elif others:
         reasons.append(_cheaper(best, others, cost, needs))
     return Recommendation(
         arm=best,
