@@ -84,7 +84,8 @@ def test_a_feature_without_requirements_still_gets_its_roads_compared_on_cost() 
     data = yaml.safe_load(POLICY)
     del data["features"]["ticket-triage"]["requirements"]
     decision = decide("ticket-triage", record, yaml.safe_dump(data))
-    assert decision.checks == [] and decision.rules == []
+    assert decision.checks == []
+    assert decision.rules == []
     assert decision.recommendation.arm == "finetune"  # the cheapest per 1k
     assert "per 1k" in decision.recommendation.reasons[-1]
 
@@ -96,7 +97,8 @@ def test_a_trial_of_another_feature_or_unfinished_is_not_decidable() -> None:
     running = msgspec.structs.replace(record, status="running", summary=None)
     with pytest.raises(TrialNotDecidableError, match="no summary") as caught:
         decide("ticket-triage", running)
-    assert caught.value.field == "trial" and caught.value.status_code == 409
+    assert caught.value.field == "trial"
+    assert caught.value.status_code == 409
 
 
 def test_the_decision_renders_as_markdown_html_and_json(tmp_path: Any) -> None:
@@ -110,7 +112,8 @@ def test_the_decision_renders_as_markdown_html_and_json(tmp_path: Any) -> None:
     assert "## Recommendation: finetune" in md
     assert "### Strict format or labels, at high volume, favour an adapter." in md
     assert "| prompt | min_quality | accuracy >= 0.700 | 0.600 | [0.476, 0.724] | undecided |" in md
-    assert "![" in md and "ticket-triage-quality-cost.png" in md
+    assert "![" in md
+    assert "ticket-triage-quality-cost.png" in md
     html = render_decision(decision, "html")
     assert html.count("<svg") >= 2  # quality vs cost and a confusion matrix per arm
     assert 'id="rule-strict_format_or_labels_at_high_volume_favour_an_adapter"' in html
@@ -123,7 +126,8 @@ def test_the_decision_renders_as_markdown_html_and_json(tmp_path: Any) -> None:
 def test_requirements_are_carried_to_the_running_policy() -> None:
     needs = policy().features["ticket-triage"].requirements
     assert needs is not None
-    assert needs.min_quality is not None and needs.min_quality.metric == "accuracy"
+    assert needs.min_quality is not None
+    assert needs.min_quality.metric == "accuracy"
     assert (needs.output_format, needs.monthly_requests) == ("label", 2_000_000)
 
 

@@ -113,7 +113,8 @@ def test_regulated_features_require_a_verifier_and_the_review_hold() -> None:
     held = regulated_features_require_a_verifier_and_the_review_hold(
         facts(verified, regulated=True)
     )
-    assert held is not None and held.actions == []
+    assert held is not None
+    assert held.actions == []
 
 
 def test_hybrids_where_one_road_alone_misses() -> None:
@@ -191,13 +192,15 @@ def test_an_arm_is_checked_against_each_declared_requirement() -> None:
         "max_hallucination_rate": "meets",
     }
     assert checks["max_hallucination_rate"].metric == "ungrounded"
-    assert checks["p95_latency_ms"].measured == 320 and checks["p95_latency_ms"].low is None
+    assert checks["p95_latency_ms"].measured == 320
+    assert checks["p95_latency_ms"].low is None
 
 
 def test_a_metric_the_trial_did_not_measure_is_unmeasured() -> None:
     needs = Requirements(min_quality=MinQuality("recall_at_k", 0.5))
     [check] = check_arm(arm("prompt", 0.01), needs)
-    assert check.verdict == "unmeasured" and check.metric == "recall_at_k"
+    assert check.verdict == "unmeasured"
+    assert check.metric == "recall_at_k"
     assert overall(["meets", "unmeasured"]) == "undecided"
     assert overall(["meets", "undecided", "misses"]) == "misses"
     assert overall([]) == "meets"
@@ -229,7 +232,8 @@ def test_the_adapter_breaks_even_when_its_saving_has_paid_its_training() -> None
 def test_an_adapter_that_costs_more_per_request_never_breaks_even() -> None:
     adapter = arm("finetune", 0.09, training_cost_usd=3.0)
     even = break_even(adapter, arm("prompt", 0.07), 3.0, 200_000)
-    assert even.break_even_requests is None and even.months_at_declared_volume is None
+    assert even.break_even_requests is None
+    assert even.months_at_declared_volume is None
     pairs = break_evens([adapter, arm("prompt", 0.07), arm("rag", 0.2)], None)
     assert [(b.adapter, b.versus) for b in pairs] == [("finetune", "prompt"), ("finetune", "rag")]
 
