@@ -154,4 +154,5 @@ def test_a_bad_requirements_block_is_refused_with_its_path(
     with pytest.raises(InvalidPolicyError) as caught:
         parse_policy(yaml.safe_dump(data), "policy.yaml")
     paths = [issue.path for issue in caught.value.issues]
-    assert len(paths) == 1 and paths[0].endswith(path), paths
+    [only] = paths
+    assert only.endswith(path), paths
