@@ -76,7 +76,7 @@ def test_the_decision_of_the_triage_trial(deployment: Deployment) -> None:
 
 def test_the_decision_of_the_pubmed_trial(deployment: Deployment) -> None:
     with deployment.gateway.client() as http:
-        answer = http.get(f"/v1/features/pubmedqa-rag/decision", params={"trial": PUBMED})
+        answer = http.get("/v1/features/pubmedqa-rag/decision", params={"trial": PUBMED})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["recommendation"]["arm"] == "hybrid"

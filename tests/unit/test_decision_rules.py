@@ -3,6 +3,8 @@ checked by hand on small made-up arms."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from trivium.common.contracts.decision import MinQuality, Requirements
@@ -29,10 +31,10 @@ FEATURE = Feature(
 def facts(
     feature: Feature = FEATURE,
     misses: dict[str, frozenset[str]] | None = None,
-    **needs: object,
+    **needs: Any,
 ) -> Facts:
     missed = misses or {arm: frozenset() for arm in ROADS}
-    return Facts("kb", feature, Requirements(**needs), ROADS, missed)  # type: ignore[arg-type]
+    return Facts("kb", feature, Requirements(**needs), ROADS, missed)
 
 
 def arm(name: str, cost_per_1k: float, p95: float = 100.0, **members: object) -> ArmSummary:
@@ -92,7 +94,7 @@ def test_strict_format_or_labels_at_high_volume_favour_an_adapter(output_format:
         {"output_format": "free", "monthly_requests": 10_000_000},
     ],
 )
-def test_free_text_or_low_volume_does_not_favour_an_adapter(needs: dict[str, object]) -> None:
+def test_free_text_or_low_volume_does_not_favour_an_adapter(needs: dict[str, Any]) -> None:
     assert strict_format_or_labels_at_high_volume_favour_an_adapter(facts(**needs)) is None
 
 
@@ -137,7 +139,7 @@ def test_no_hybrid_when_a_road_alone_meets_or_both_miss_the_same() -> None:
 
 
 def test_each_rule_states_its_sentence_and_cites_itself() -> None:
-    needs = {
+    needs: dict[str, Any] = {
         "knowledge_changes": "live",
         "needs_citations": True,
         "output_format": "label",
