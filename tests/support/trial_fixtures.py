@@ -4,7 +4,9 @@
   labelled tickets: accuracy, macro-F1, confusion matrices, out-of-label answers, a fallback, an
   error, per-stage latency, cost, the adapter's training cost, online feedback on one arm;
 - `retrieval_trial()`: a PubMedQA-like RAG feature, four retrieval modes as arms, scored on
-  `doc_ids` only (recall@k, MRR; no label set, so no confusion matrix).
+  `doc_ids` only (recall@k, MRR; no label set, so no confusion matrix);
+- `POLICY`: a policy for both features with their declared requirements (the decision's
+  yardstick), and `store_trial`, which writes a trial into Redis as the gateway keeps it.
 
 The cases are drawn from a seeded generator; the summaries are computed here from those cases
 with a plain normal-approximation interval (the scoring library's bootstrap is not what these
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -322,3 +325,72 @@ def retrieval_trial(cases_per_arm: int = 40) -> tuple[TrialRecord, Cases]:
         ),
     ]
     return record("pubmedqa-rag", "pubmedqa-eval@2", arms, comparisons), cases
+
+
+# ---------------------------------------------------------------- the policies they ran under
+POLICY = """
+upstreams:
+  local: {url: "http://127.0.0.1:9/v1", model: base}
+features:
+  ticket-triage:
+    route: finetune
+    adapter: triage-lora@production
+    template: triage@production
+    retrieval: {collection: triage-examples, k: 3}
+    upstream: local
+    requirements:
+      p95_latency_ms: 400
+      max_cost_per_1k_usd: 0.08
+      min_quality: {metric: accuracy, threshold: 0.7}
+      max_hallucination_rate: 0.1
+      knowledge_changes: monthly
+      output_format: label
+      monthly_requests: 2000000
+  pubmedqa-rag:
+    route: rag
+    template: pubmed-answer@production
+    upstream: local
+    retrieval: {collection: pubmedqa, k: 3, min_groundedness: 0.5}
+    variants:
+      hybrid: {weight: 8}
+      dense: {weight: 1, retrieval: {collection: pubmedqa, mode: dense}}
+      sparse: {weight: 1, retrieval: {collection: pubmedqa, mode: sparse}}
+      hybrid-rerank: {weight: 0, retrieval: {collection: pubmedqa, rerank: true}}
+    requirements:
+      p95_latency_ms: 200
+      min_quality: {metric: recall_at_k, threshold: 0.6}
+      max_hallucination_rate: 0.5
+      needs_citations: true
+      knowledge_changes: weekly
+      regulated: true
+      monthly_requests: 50000
+"""
+"""A policy for both fixture trials' features, with the requirements a PM would declare."""
+
+
+def store_trial(client: Any, prefix: str, trial: TrialRecord) -> None:
+    """Writes `trial` into Redis (a sync client) the way the gateway's trials store keeps it:
+    `<prefix>:trial:<id>` hash (record, status, updated_at, summary) and per-arm id sets."""
+    key = f"{prefix}:trial:{trial.id}"
+    stored = {
+        "id": trial.id,
+        "feature": trial.feature,
+        "dataset": trial.dataset,
+        "arms": trial.arms,
+        "cases": trial.cases,
+        "created_at": trial.created_at,
+        "created_by": trial.created_by,
+        "policy_hash": trial.policy_hash,
+        "note": trial.note,
+    }
+    fields: dict[str, bytes | str] = {
+        "record": msgspec.json.encode(stored),
+        "status": trial.status,
+        "updated_at": repr(trial.updated_at),
+    }
+    if trial.summary is not None:
+        fields["summary"] = msgspec.json.encode(trial.summary)
+    client.hset(key, mapping=fields)
+    for arm, done in trial.done.items():
+        if done:
+            client.zadd(f"{key}:arm:{arm}:ids", {f"c{i:04d}": 0 for i in range(done)})

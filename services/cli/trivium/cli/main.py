@@ -21,6 +21,7 @@ COMMANDS = {
     "retriever": "trivium.cli.retriever:retriever",
     "model": "trivium.cli.services:model",
     "trial": "trivium.cli.trials:trial",
+    "decide": "trivium.cli.decide:decide",
     "demo": "trivium.cli.demo_examples:demo",
 }
 """Each command group is imported when it is run: `trivium retriever serve` must not load the

@@ -35,7 +35,7 @@ from trivium.trials.runner import (
     run_until_ctrl_c,
 )
 
-__all__ = ("load_scoring", "trial")
+__all__ = ("gateway_option", "key_option", "load_scoring", "trial", "with_gateway")
 
 T = TypeVar("T")
 pass_state = click.make_pass_decorator(CliState)
@@ -155,7 +155,7 @@ def list_trials(
     as_json: bool,
 ) -> None:
     """Trials, newest first."""
-    records = _with_client(state, gateway, api_key, lambda c: c.trials(feature, limit))
+    records = with_gateway(state, gateway, api_key, lambda c: c.trials(feature, limit))
     if as_json:
         print_json(records)
         return
@@ -183,7 +183,7 @@ def show(
     state: CliState, trial_id: str, gateway: str | None, api_key: str | None, as_json: bool
 ) -> None:
     """A trial: its arms, progress, and each arm's KPIs once it has finished."""
-    record = _with_client(state, gateway, api_key, lambda c: c.trial(trial_id))
+    record = with_gateway(state, gateway, api_key, lambda c: c.trial(trial_id))
     if as_json:
         print_json(record)
     else:
@@ -223,7 +223,7 @@ def report(
         record = await client.trial(trial_id)
         return record, {arm: await client.cases(record.id, arm) for arm in record.arms}
 
-    record, cases = _with_client(state, gateway, api_key, fetch)
+    record, cases = with_gateway(state, gateway, api_key, fetch)
     if record.summary is None:
         fail(f"trial {record.id} is {record.status}: no summary yet ({_progress(record)})")
     if out is None:
@@ -260,7 +260,7 @@ def _running_stack(state: CliState) -> StackState | None:
     return stack
 
 
-def _with_client(
+def with_gateway(
     state: CliState,
     gateway: str | None,
     api_key: str | None,

@@ -27,6 +27,7 @@ from trivium.gateway.callers import (
 from trivium.gateway.clients import RetrieverClient, UpstreamPool
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.datasets import DatasetController
+from trivium.gateway.decision.routes import DecisionController
 from trivium.gateway.feedback.records import AnswerLog
 from trivium.gateway.feedback.routes import FeedbackController
 from trivium.gateway.feedback.service import FeedbackService
@@ -197,6 +198,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             PolicyController,
             StatsController,
             FeedbackController,
+            DecisionController,
             PrometheusController,
             healthz,
             readyz,

@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 
 from trivium.common.contracts.datasets import DatasetRowsPage
+from trivium.common.contracts.decision import Decision
 from trivium.common.contracts.trials import (
     CaseResult,
     TrialCasesPage,
@@ -157,6 +158,11 @@ class GatewayClient:
         return await self._call(
             "PUT", f"/v1/trials/{_seg(trial_id)}/summary", TrialRecord, json=summary
         )
+
+    async def decision(self, feature: str, trial_id: str) -> Decision:
+        """`GET /v1/features/{feature}/decision?trial=ID`: the trial against the requirements."""
+        path = f"/v1/features/{_seg(feature)}/decision"
+        return await self._call("GET", path, Decision, params={"trial": trial_id})
 
     # -- invoke -------------------------------------------------------------------------
 

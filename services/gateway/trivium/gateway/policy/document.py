@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from trivium.common.contracts.decision import KnowledgePace, OutputFormat, QualityMetric
 from trivium.gateway.policy.model import ROADS, Mode, OnFail, Road
 
 __all__ = (
@@ -44,6 +45,7 @@ __all__ = (
     "PromptFeature",
     "RagFeature",
     "RagPromptFeature",
+    "RequirementsFile",
     "ResponseCacheFile",
     "RetrievalFile",
     "TokenPriceFile",
@@ -214,6 +216,29 @@ CacheSetting = Annotated[
 ]
 
 
+class MinQualityFile(_File):
+    metric: QualityMetric
+    """A quality KPI of the trial's arm summaries (higher is better)."""
+    threshold: float = Field(ge=0, le=1)
+
+
+class RequirementsFile(_File):
+    """What the feature needs, which `trivium decide` checks each road of a trial against."""
+
+    p95_latency_ms: float | None = Field(default=None, gt=0, le=600_000)
+    max_cost_per_1k_usd: float | None = Field(default=None, ge=0, le=1_000_000)
+    min_quality: MinQualityFile | None = None
+    max_hallucination_rate: float | None = Field(default=None, ge=0, le=1)
+    """Ungrounded answers on retrieval roads, labels outside the set elsewhere."""
+    needs_citations: bool = False
+    knowledge_changes: KnowledgePace | None = None
+    """How often what the answers rest on changes: never, monthly, weekly, daily, live."""
+    output_format: OutputFormat | None = None
+    regulated: bool = False
+    monthly_requests: int | None = Field(default=None, ge=0, le=10**12)
+    """The expected volume (the ROI is computed at it)."""
+
+
 def _not_a_road(name: str) -> str:
     if name in ROADS:
         raise PydanticCustomError("policy_value", "a variant must not be named like a road")
@@ -267,6 +292,8 @@ class FeatureDocument(_File):
     """Exact-match answers from Redis: true, false, or {ttl_s}; unset: off."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature when the request sets none; unset: the upstream's default."""
+    requirements: RequirementsFile | None = None
+    """What the feature needs (latency, cost, quality, ...): the decision report's yardstick."""
 
 
 class PromptFeature(FeatureDocument):

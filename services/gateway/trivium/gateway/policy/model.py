@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from trivium.common.contracts.decision import Requirements
+
 __all__ = (
     "MODEL_FREE",
     "ROADS",
@@ -159,6 +161,8 @@ class Feature(msgspec.Struct, frozen=True, dict=True):
     """Exact-match answers from Redis; unset: every request is generated."""
     temperature: float | None = None
     """Sampling temperature when the request sets none; unset: the upstream's default."""
+    requirements: Requirements | None = None
+    """What the feature needs; read by the decision report, never by a request."""
 
     def precompute(self, name: str) -> Feature:
         """Compute every arm, fallback chain and shadow list of this feature named `name`."""

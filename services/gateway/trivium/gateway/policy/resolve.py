@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from trivium.common.contracts.decision import MinQuality, Requirements
 from trivium.gateway.policy.document import (
     ROAD_NEEDS,
     FeatureDocument,
     PolicyFile,
+    RequirementsFile,
     RetrievalFile,
     TokenPriceFile,
     UpstreamFile,
@@ -105,6 +107,7 @@ class _Resolver:
             fallback=tuple(body.fallback),
             cache=None if body.cache is None else ResponseCache(ttl_s=body.cache.ttl_s),
             temperature=body.temperature,
+            requirements=_requirements(body.requirements),
         )
         arms = {v: feature.arm(name, v) for v in (None, *feature.variants)}
         for variant in feature.variants:
@@ -214,4 +217,15 @@ def _retrieval(body: RetrievalFile | None) -> Retrieval | None:
         min_groundedness=body.min_groundedness,
         on_fail=body.on_fail or "flag",
         max_passage_chars=body.max_passage_chars,
+    )
+
+
+def _requirements(body: RequirementsFile | None) -> Requirements | None:
+    if body is None:
+        return None
+    fields = body.model_dump(exclude={"min_quality"})
+    quality = body.min_quality
+    return Requirements(
+        **fields,
+        min_quality=None if quality is None else MinQuality(quality.metric, quality.threshold),
     )
