@@ -878,7 +878,8 @@ def test_the_caller_signals_count_keys_rejections_and_budgets(driven: Stack) -> 
     )
     assert requests["obs-narrow"] == 1, requests
     assert requests["obs-thrifty"] == 1, requests
-    assert requests["obs-app"] == 40, requests  # 20 answered per round (lonely: 503s)
+    # 20 answered per round (lonely: 503s), and experiment's answers (feedback is no request)
+    assert requests["obs-app"] == 2 * (20 + len(EXPERIMENT_USERS)), requests
     rejected = _by_label(
         prometheus, 'sum by (key) (trivium_caller_requests_total{status="rejected"})', "key"
     )
