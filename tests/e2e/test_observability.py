@@ -156,7 +156,12 @@ KEY_RECORDS = {"trivium:caller_budget_used_ratio"}
 UNLABELLED_RECORDS = {"trivium:cost_budget_usd_per_hour:default"}
 # The gateway's callers (POST /v1/keys). `obs-app` carries every request but those below.
 CALLER_KEYS: dict[str, dict[str, Any]] = {
-    "obs-app": {"features": ["*"], "budget_usd_day": 1000.0, "budget_usd_month": 10000.0},
+    "obs-app": {
+        "features": ["*"],
+        "scopes": ["invoke", "feedback"],
+        "budget_usd_day": 1000.0,
+        "budget_usd_month": 10000.0,
+    },
     # One request a minute, on `ask` only: its second call is rate_limited, `kb` forbidden.
     "obs-narrow": {"features": ["ask"], "rpm": 1},
     # Its first answer spends the day's budget: budget_exceeded from then on, and alerted.
@@ -228,6 +233,11 @@ features:
     upstream: busy
     variants: {{main: {{weight: 1}}, spare: {{weight: 0, upstream: backup}}}}
     fallback: [spare]
+  experiment:
+    route: prompt
+    template: ask@production
+    upstream: hosted
+    variants: {{control: {{weight: 1}}, challenger: {{weight: 1, upstream: backup}}}}
 """
 
 
@@ -361,6 +371,7 @@ def drive_round(stack: Stack, round_no: int) -> None:
             assert body["fallback"]["from"] == "prompt", body
         for _ in range(3):
             assert invoke(http, "lonely", "anyone?").status_code == 503
+        send_feedback(http, round_no)
         push_back_then_shed(stack, http)
         # A rejected policy file: the old one keeps serving (and the reload is counted).
         good = stack.policy_file.read_text()
@@ -373,6 +384,39 @@ def drive_round(stack: Stack, round_no: int) -> None:
         # A key without the `read` scope on a read route.
         assert problem_code(http.get("/v1/policy"), 403) == "missing_scope"
     refuse_callers(stack, round_no)
+
+
+# Users of `experiment` whose sticky assignment (by user) covers both of its variants.
+EXPERIMENT_USERS = [f"obs-user-{i}" for i in range(8)]
+
+
+def send_feedback(http: httpx.Client, round_no: int) -> None:
+    """`experiment`'s answers, for the users above, and the product's feedback on each: every
+    kind (completed both ways, ratings, thumbs, a correction, an escalation), so the row
+    "Quality from the product" and TriviumVariantCompletionBelowControl have data per
+    variant, `control` included."""
+    variants: set[str] = set()
+    for i, user in enumerate(EXPERIMENT_USERS):
+        answer = http.post(
+            "/v1/features/experiment/invoke",
+            json={"input": {"question": f"round {round_no} task {i}"}, "user": user},
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        variants.add(body["variant"])
+        events: list[dict[str, Any]] = [
+            {"kind": "completed", "value": i % 3 != 0},
+            {"kind": "rating", "value": 2 + i % 4},
+            {"kind": "thumbs", "value": "up" if i % 2 else "down"},
+        ]
+        if i % 4 == 1:
+            events.append({"kind": "corrected", "correction": f"the right answer {i}"})
+        if i % 4 == 2:
+            events.append({"kind": "escalated", "value": True})
+        for event in events:
+            sent = http.post("/v1/feedback", json={"answer_id": body["id"], **event})
+            assert sent.status_code == 200, sent.text
+    assert variants == {"control", "challenger"}, variants
 
 
 def problem_code(response: httpx.Response, status: int) -> str:
@@ -834,7 +878,8 @@ def test_the_caller_signals_count_keys_rejections_and_budgets(driven: Stack) -> 
     )
     assert requests["obs-narrow"] == 1, requests
     assert requests["obs-thrifty"] == 1, requests
-    assert requests["obs-app"] == 40, requests  # 20 answered per round (lonely: 503s)
+    # 20 answered per round (lonely: 503s), and experiment's answers (feedback is no request)
+    assert requests["obs-app"] == 2 * (20 + len(EXPERIMENT_USERS)), requests
     rejected = _by_label(
         prometheus, 'sum by (key) (trivium_caller_requests_total{status="rejected"})', "key"
     )

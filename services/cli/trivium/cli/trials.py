@@ -25,6 +25,7 @@ from trivium.common.settings import TriviumSettings
 from trivium.trials.client import GatewayClient
 from trivium.trials.progress import ArmProgressBars
 from trivium.trials.runner import (
+    BATCH_SIZE,
     RunOutcome,
     Scorer,
     Summariser,
@@ -87,6 +88,13 @@ def trial() -> None:
     help="Roads or variants to run (default: every road the feature can take, and its variants).",
 )
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 500),
+    default=BATCH_SIZE,
+    show_default=True,
+    help="Results per store request; a killed run loses at most one batch (and 5 s of work).",
+)
 @click.option("--resume", "resume", metavar="ID", default=None, help="Resume trial ID.")
 @click.option("--note", default=None, help="A note stored with the trial.")
 @gateway_option
@@ -98,6 +106,7 @@ def run(
     dataset: str | None,
     arms: str | None,
     concurrency: int,
+    batch_size: int,
     resume: str | None,
     note: str | None,
     gateway: str | None,
@@ -122,7 +131,11 @@ def run(
     async def main() -> RunOutcome:
         async with GatewayClient(url, key) as client:
             runner = TrialRunner(
-                client, scorer=scorer, summariser=summariser, observer=ArmProgressBars()
+                client,
+                scorer=scorer,
+                summariser=summariser,
+                observer=ArmProgressBars(),
+                batch_size=batch_size,
             )
             try:
                 return await run_until_ctrl_c(runner, plan)

@@ -1,4 +1,4 @@
-"""The gateway as a trial sees it: its policy, dataset, trial and invoke routes over aiohttp,
+"""The gateway as a trial sees it: its policy, dataset, trial, stats and invoke routes over aiohttp,
 with the caller's bearer key.
 
 Every route but invoke raises `GatewayError` on a non-2xx answer (the problem's detail, code
@@ -27,6 +27,7 @@ from trivium.common.contracts.trials import (
     TrialSummary,
 )
 from trivium.common.errors import TriviumError, UnavailableError
+from trivium.trials.online import FeatureStats
 
 __all__ = ("GatewayClient", "GatewayError", "GatewayUnreachableError")
 
@@ -107,6 +108,10 @@ class GatewayClient:
         return await self._call(
             "GET", f"/v1/datasets/{_seg(name)}/rows", DatasetRowsPage, params=params
         )
+
+    async def feature_stats(self, feature: str) -> FeatureStats:
+        """`GET /v1/stats?feature=`: production's window for `feature` (scope `read`)."""
+        return await self._call("GET", "/v1/stats", FeatureStats, params={"feature": feature})
 
     # -- trials -------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ creates the trial (`POST /v1/trials`, the dataset resolved to `name@version` so 
 reads the same rows), then sends each pending case to each arm (`trial: {id, arm}` forces the
 arm) from `concurrency` workers, scores each answer (`Scorer`), and stores results in batches
 (`PUT /v1/trials/{id}/cases`). When every case is stored it reads them back, summarises them
-(`Summariser`) and stores the summary, which finishes the trial.
+(`Summariser`), adds production's feedback rates per arm where the stats window has any
+(`trivium.trials.online`), and stores the summary, which finishes the trial.
 
 Setting `stop` (the CLI sets it on Ctrl-C) cancels the cases in flight, stores what is done,
 marks the trial `interrupted` and returns; a resumed run (`TrialPlan.resume`) reads the stored
@@ -40,6 +41,7 @@ from trivium.common.contracts.trials import (
 from trivium.common.errors import InvalidInputError, TriviumError
 from trivium.trials.arms import ArmSpec, choose_arms, feature_arms
 from trivium.trials.client import GatewayClient
+from trivium.trials.online import with_online_rates
 from trivium.trials.progress import RunObserver
 from trivium.trials.results import case_result, invoke_body
 from trivium.trials.work import ResultBuffer, WorkQueue
@@ -369,9 +371,24 @@ class TrialRunner:
     ) -> TrialRecord:
         results = {arm.name: await self.client.cases(record.id, arm.name) for arm in arms}
         summary = self.summariser(results, labels=dataset.labels, expects=dataset.expects)
+        summary = await self._with_online_rates(record, arms, summary)
         record = await self.client.put_summary(record.id, summary)
         log.info("trial finished", extra={"trial": record.id, "done": record.done})
         return record
+
+    async def _with_online_rates(
+        self, record: TrialRecord, arms: Sequence[ArmSpec], summary: TrialSummary
+    ) -> TrialSummary:
+        """`summary` with production's feedback rates; unchanged when they cannot be read
+        (the offline numbers stand on their own)."""
+        try:
+            stats = await self.client.feature_stats(record.feature)
+        except (TriviumError, OSError) as exc:
+            log.warning(
+                "online feedback rates not read", extra={"trial": record.id, "error": str(exc)}
+            )
+            return summary
+        return with_online_rates(summary, stats, record.feature, arms)
 
 
 async def _until_done_or_stopped(
