@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from trivium.common.errors import TriviumError
@@ -37,7 +37,7 @@ from trivium.gateway.invoke.plan import FeatureMisconfiguredError, Plan, Planner
 from trivium.gateway.invoke.schemas import FallbackInfo, InvokeRequest, InvokeResponse, Usage
 from trivium.gateway.invoke.shadow import ShadowRunner
 from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
-from trivium.gateway.policy.model import MODEL_FREE, Arm
+from trivium.gateway.policy.model import MODEL_FREE, Arm, Feature, Variant
 from trivium.gateway.telemetry.metrics import RequestStatus
 from trivium.gateway.telemetry.tracing import (
     Span,
@@ -68,6 +68,7 @@ class Invoker:
         default_cache_ttl_s: int,
         shadows: ShadowRunner | None,
         limiter: Limiter | None = None,
+        variants: Callable[[str, Feature], Mapping[str, Variant]] | None = None,
     ) -> None:
         self.planner = planner
         self.admission = admission
@@ -77,6 +78,8 @@ class Invoker:
         self.default_cache_ttl_s = default_cache_ttl_s
         self.shadows = shadows
         self.limiter = limiter
+        self.variants = variants
+        """The weights requests are assigned by (a rollout's effective ones); unset: the file's."""
         self.scorer = SCORERS[TokenOverlap.name]
 
     def resolve(
@@ -95,8 +98,11 @@ class Invoker:
                 f"no feature {feature_name!r} in the routing policy (features: {known})",
                 field="feature",
             )
+        variants = (
+            feature.variants if self.variants is None else self.variants(feature_name, feature)
+        )
         variant = assign_variant(
-            feature_name, feature.variants, assignment_key(request.user, request.session)
+            feature_name, variants, assignment_key(request.user, request.session)
         )
         arm = feature.arm(feature_name, variant)
         try:
