@@ -22,6 +22,7 @@ COMMANDS = {
     "model": "trivium.cli.services:model",
     "trial": "trivium.cli.trials:trial",
     "demo": "trivium.cli.demo_examples:demo",
+    "rollouts": "trivium.cli.rollouts:rollouts",
 }
 """Each command group is imported when it is run: `trivium retriever serve` must not load the
 gateway's modules, whose metrics would then show on the retriever's /metrics."""
