@@ -122,6 +122,7 @@ FEATURE_METRICS = {
     "trivium_groundedness",
     "trivium_verdicts_total",
     "trivium_shadow_requests_total",
+    "trivium_rollout_step",
 }
 ROUTE_METRICS = {
     "trivium_requests_total",
@@ -214,6 +215,13 @@ features:
     upstream: busy
     variants: {{main: {{weight: 1}}, spare: {{weight: 0, upstream: backup}}}}
     fallback: [spare]
+  canary-ask:
+    route: prompt
+    template: ask@production
+    upstream: hosted
+    variants:
+      control: {{weight: 1}}
+      canary: {{weight: 0, upstream: backup, rollout: {{steps: [10, 100]}}}}
 """
 
 
