@@ -61,7 +61,10 @@ features:
           min_requests: 15
           min_duration_s: {MIN_DURATION_S}
           guard_min_requests: 8
-          guards: {{max_error_rate_increase: 0.02, max_fallback_rate_increase: 0.1, max_p95_latency_ratio: 20}}
+          guards:
+            max_error_rate_increase: 0.02
+            max_fallback_rate_increase: 0.1
+            max_p95_latency_ratio: 20
 """
 
 
@@ -194,15 +197,18 @@ def test_a_failing_canary_is_rolled_back_and_no_request_fails(
         )
 
     assert took < MIN_DURATION_S + 2.0, f"rolled back {took:.1f} s after the canary failed"
-    assert load.statuses and set(load.statuses) == {200}, (load.statuses, load.failures[:3])
+    assert load.statuses, "no traffic was sent"
+    assert set(load.statuses) == {200}, (load.statuses, load.failures[:3])
     assert sum(load.statuses.values()) > served_before
     outcomes = [e["outcome"] for e in state["history"]]
     assert outcomes.count("rolled_back") == 1, outcomes
     rolled = state["history"][-1]
-    assert rolled["outcome"] == "rolled_back" and rolled["percent"] == 0
+    assert rolled["outcome"] == "rolled_back"
+    assert rolled["percent"] == 0
     failed = [r for r in rolled["readings"] if r["passed"] is False]
     assert [r["guard"] for r in failed] == ["max_fallback_rate_increase"], rolled["readings"]
-    assert failed[0]["value"] > 0.1 and "max_fallback_rate_increase" in rolled["reason"]
+    assert failed[0]["value"] > 0.1
+    assert "max_fallback_rate_increase" in rolled["reason"]
     weights = policy_view["effective_weights"]["ask"]
     assert weights["shares"] == {"control": 1.0, "canary": 0.0}
     assert "rolled back" in weights["why"]
@@ -229,7 +235,8 @@ def test_a_healthy_canary_reaches_100_percent_across_a_leader_kill(
         wait_for(a.base_url, 20, "first step", status="running", step=1)
         # over HTTP: the CLI's start-up could outlast the step
         paused = httpx.post(f"{b.base_url}/v1/rollouts/ask/canary/pause", timeout=5)
-        assert paused.status_code == 200 and paused.json()["status"] == "paused", paused.text
+        assert paused.status_code == 200, paused.text
+        assert paused.json()["status"] == "paused"
         time.sleep(MIN_DURATION_S + 1.0)
         assert rollout(a.base_url)["step"] == 1, "a paused rollout advanced"
         resumed = run_trivium(
@@ -268,7 +275,8 @@ def test_a_healthy_canary_reaches_100_percent_across_a_leader_kill(
     completed = state["history"][-1]
     assert completed["token"] == listed["lease"]["token"]
     assert state["effective_weights"]["shares"] == {"control": 0.0, "canary": 1.0}
-    assert shown.returncode == 0 and "completed" in shown.stdout, shown.stderr
+    assert shown.returncode == 0, shown.stderr
+    assert "completed" in shown.stdout
 
 
 @pytest.mark.parametrize(

@@ -160,9 +160,8 @@ def _call(
         body = exc.read()[:2000].decode(errors="replace")
         try:
             problem = json.loads(body)
-            fail(
-                f"{problem.get('detail') or problem.get('title')} [{exc.code} {problem.get('code')}]"
-            )
+            detail = problem.get("detail") or problem.get("title")
+            fail(f"{detail} [{exc.code} {problem.get('code')}]")
         except (ValueError, AttributeError):
             fail(f"gateway at {url} answered {exc.code}: {body[:300]}")
     except (urllib.error.URLError, OSError) as exc:
