@@ -14,7 +14,13 @@ from trivium.common.redis import redis_from_url
 from trivium.common.redis_server import RedisServerProcess
 from trivium.common.settings import RedisSettings
 from trivium.gateway.rollouts.lease import Lease
-from trivium.gateway.rollouts.state import RolloutEvent, RolloutState, RolloutStore, advance
+from trivium.gateway.rollouts.state import (
+    Outcome,
+    RolloutEvent,
+    RolloutState,
+    RolloutStore,
+    advance,
+)
 
 
 @pytest.fixture
@@ -38,10 +44,10 @@ def fresh(rev: int = -1) -> RolloutState:
     )
 
 
-def event(outcome: str, token: int) -> RolloutEvent:
+def event(outcome: Outcome, token: int) -> RolloutEvent:
     return RolloutEvent(
         at=2.0, outcome=outcome, step=1, percent=5.0, reason="t", actor="x", token=token
-    )  # type: ignore[arg-type]
+    )
 
 
 async def test_a_stale_leader_is_fenced_and_the_new_one_writes(client: Redis) -> None:
