@@ -124,6 +124,7 @@ FEATURE_METRICS = {
     "trivium_groundedness",
     "trivium_verdicts_total",
     "trivium_shadow_requests_total",
+    "trivium_rollout_step",
 }
 ROUTE_METRICS = {
     "trivium_requests_total",
@@ -238,6 +239,13 @@ features:
     template: ask@production
     upstream: hosted
     variants: {{control: {{weight: 1}}, challenger: {{weight: 1, upstream: backup}}}}
+  canary-ask:
+    route: prompt
+    template: ask@production
+    upstream: hosted
+    variants:
+      control: {{weight: 1}}
+      canary: {{weight: 0, upstream: backup, rollout: {{steps: [10, 100]}}}}
 """
 
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "trial": "trivium.cli.trials:trial",
     "decide": "trivium.cli.decide:decide",
     "demo": "trivium.cli.demo_examples:demo",
+    "rollouts": "trivium.cli.rollouts:rollouts",
 }
 """Each command group is imported when it is run: `trivium retriever serve` must not load the
 gateway's modules, whose metrics would then show on the retriever's /metrics."""

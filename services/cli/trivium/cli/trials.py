@@ -117,7 +117,7 @@ def run(
     Ctrl-C stores what is done, marks the trial interrupted and prints how to resume it."""
     if dataset is None and resume is None:
         fail("--dataset NAME[@label] is required (or --resume ID)")
-    url, key = _connection(state, gateway, api_key)
+    url, key = connection(state, gateway, api_key)
     scorer, summariser = load_scoring()
     plan = TrialPlan(
         feature=feature,
@@ -249,9 +249,7 @@ def report(
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _connection(
-    state: CliState, gateway: str | None, api_key: str | None
-) -> tuple[str, str | None]:
+def connection(state: CliState, gateway: str | None, api_key: str | None) -> tuple[str, str | None]:
     """The gateway URL and key: as given, else the running stack's gateway and demo key."""
     stack = _running_stack(state) if gateway is None or api_key is None else None
     if gateway is None:
@@ -279,7 +277,7 @@ def with_gateway(
     api_key: str | None,
     action: Callable[[GatewayClient], Awaitable[T]],
 ) -> T:
-    url, key = _connection(state, gateway, api_key)
+    url, key = connection(state, gateway, api_key)
 
     async def main() -> T:
         async with GatewayClient(url, key) as client:

@@ -47,6 +47,13 @@ from trivium.gateway.invoke import (
 )
 from trivium.gateway.openapi import gateway_openapi_config
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
+from trivium.gateway.rollouts import (
+    Lease,
+    RolloutController,
+    RolloutRoutes,
+    RolloutStore,
+    replica_id,
+)
 from trivium.gateway.telemetry import KPI, StatsController, StatsRecorder, configure_tracing
 from trivium.gateway.templates import TemplateController
 from trivium.gateway.trials import TrialController, TrialStore
@@ -136,6 +143,23 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             app.state.templates = templates
             app.state.datasets = DatasetStore(client, settings.registry)
             app.state.stats = stats
+            rollout_store = RolloutStore(client, prefix)
+            rollouts = RolloutController(
+                store=rollout_store,
+                lease=Lease(
+                    client,
+                    rollout_store.lease_key,
+                    rollout_store.fence_key,
+                    replica_id(),
+                    section.rollouts.lease_ttl_s,
+                ),
+                policies=policy_holder,
+                stats=stats,
+                tick_s=section.rollouts.tick_s,
+                registries={"template": templates, "adapter": adapters},
+            )
+            app.state.rollouts = rollouts
+            app.state.effective_weights = rollouts.effective
             planner = Planner(
                 templates=templates,
                 adapters=adapters,
@@ -153,6 +177,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 default_cache_ttl_s=section.cache.default_ttl_s,
                 shadows=shadows,
                 limiter=limiter,
+                variants=rollouts.variants_for,
             )
             app.state.serving = Serving(invoker, policy_holder, authenticator)
             if section.auth.mode == "open":
@@ -171,9 +196,11 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 },
             )
             policy_holder.start()
+            rollouts.start()
             try:
                 yield
             finally:
+                await rollouts.stop()
                 await policy_holder.stop()
                 await shadows.drain(section.graceful_shutdown_s)
                 await answers.stop()
@@ -196,6 +223,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             KeyController,
             TrialController,
             PolicyController,
+            RolloutRoutes,
             StatsController,
             FeedbackController,
             DecisionController,

@@ -17,6 +17,7 @@ __all__ = (
     "GatewaySettings",
     "ResponseCacheSection",
     "RetrieverClientSection",
+    "RolloutsSection",
     "StatsSection",
     "TracingSection",
     "UpstreamClientSection",
@@ -115,6 +116,31 @@ class StatsSection(Section):
     window_s: int = Field(default=300, gt=0)
     slot_s: int = Field(default=10, gt=0)
     flush_s: float = Field(default=1.0, gt=0, description="how often a process flushes to Redis")
+
+
+class RolloutsSection(Section):
+    """The canary rollout controller (`trivium.gateway.rollouts`)."""
+
+    tick_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="how often each replica reads the rollouts' state (the weights it assigns "
+        "by) and the lease holder judges and moves them",
+    )
+    lease_ttl_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="how long the driving replica's lease outlives its last renewal: another "
+        "replica takes over this long after it dies",
+    )
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> RolloutsSection:
+        if self.lease_ttl_s <= 2 * self.tick_s:
+            raise ValueError("rollouts: lease_ttl_s must be more than twice tick_s")
+        return self
 
 
 class FeedbackSection(Section):
@@ -222,6 +248,7 @@ class GatewaySection(Section):
     cache: ResponseCacheSection = ResponseCacheSection()
     stats: StatsSection = StatsSection()
     feedback: FeedbackSection = FeedbackSection()
+    rollouts: RolloutsSection = RolloutsSection()
     tracing: TracingSection = TracingSection()
 
 

@@ -68,7 +68,15 @@ class Accountant:
         kpis.overhead(feature, max(seconds - call.waited_s, 0.0))
         if traffic == "production":
             self.stats.observe(
-                feature, route, variant, seconds, status not in ("error", "timeout"), cost, tokens
+                feature,
+                route,
+                variant,
+                seconds,
+                status not in ("error", "timeout"),
+                cost,
+                tokens,
+                fallback=response is not None and response.fallback is not None,
+                groundedness=response.groundedness if response is not None else None,
             )
         if log.isEnabledFor(logging.INFO):
             self._log(call, response, route, status, seconds)

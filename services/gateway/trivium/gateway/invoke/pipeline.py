@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from trivium.common.errors import TriviumError
@@ -38,7 +38,7 @@ from trivium.gateway.invoke.schemas import FallbackInfo, InvokeRequest, InvokeRe
 from trivium.gateway.invoke.shadow import ShadowRunner
 from trivium.gateway.invoke.trial import trial_arm
 from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
-from trivium.gateway.policy.model import MODEL_FREE, Arm
+from trivium.gateway.policy.model import MODEL_FREE, Arm, Feature, Variant
 from trivium.gateway.telemetry.metrics import RequestStatus, Traffic
 from trivium.gateway.telemetry.tracing import (
     Span,
@@ -69,6 +69,7 @@ class Invoker:
         default_cache_ttl_s: int,
         shadows: ShadowRunner | None,
         limiter: Limiter | None = None,
+        variants: Callable[[str, Feature], Mapping[str, Variant]] | None = None,
     ) -> None:
         self.planner = planner
         self.admission = admission
@@ -78,6 +79,8 @@ class Invoker:
         self.default_cache_ttl_s = default_cache_ttl_s
         self.shadows = shadows
         self.limiter = limiter
+        self.variants = variants
+        """The weights requests are assigned by (a rollout's effective ones); unset: the file's."""
         self.scorer = SCORERS[TokenOverlap.name]
 
     def resolve(
@@ -100,8 +103,13 @@ class Invoker:
             if request.trial is not None:
                 arm = trial_arm(feature_name, feature, request.trial.arm)
             else:
+                variants = (
+                    feature.variants
+                    if self.variants is None
+                    else self.variants(feature_name, feature)
+                )
                 variant = assign_variant(
-                    feature_name, feature.variants, assignment_key(request.user, request.session)
+                    feature_name, variants, assignment_key(request.user, request.session)
                 )
                 arm = feature.arm(feature_name, variant)
             check_request(request, feature.limits.max_input_chars)

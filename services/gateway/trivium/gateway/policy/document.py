@@ -7,6 +7,7 @@ registry references) are checked by `resolve.py` once this model has read the fi
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ __all__ = (
     "FinetuneRagFeature",
     "FusionWeightsFile",
     "GpuPriceFile",
+    "GuardsFile",
     "LimitsFile",
     "PolicyFile",
     "PromptFeature",
@@ -48,6 +50,7 @@ __all__ = (
     "RequirementsFile",
     "ResponseCacheFile",
     "RetrievalFile",
+    "RolloutFile",
     "TokenPriceFile",
     "UpstreamFile",
     "VariantFile",
@@ -245,6 +248,55 @@ def _not_a_road(name: str) -> str:
     return name
 
 
+class GuardsFile(_File):
+    """A canary's limits against its control over the same window; unset: not checked."""
+
+    max_error_rate_increase: float | None = Field(default=0.02, ge=0, le=1)
+    """Canary error rate minus the control's."""
+    max_fallback_rate_increase: float | None = Field(default=0.05, ge=0, le=1)
+    """Canary fallback rate minus the control's (a canary whose road fails falls back)."""
+    max_p95_latency_ratio: float | None = Field(default=None, gt=0, le=1000)
+    """Canary P95 latency over the control's."""
+    max_groundedness_drop: float | None = Field(default=None, ge=0, le=1)
+    """Control mean groundedness minus the canary's (where both have scores)."""
+    max_cost_ratio: float | None = Field(default=None, gt=0, le=1000)
+    """Canary mean cost per request over the control's."""
+    max_completion_rate_drop: float | None = Field(default=None, ge=0, le=1)
+    """Control online completion rate minus the canary's (where both have reports)."""
+
+
+def _rising_steps(steps: list[float]) -> list[float]:
+    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+        raise PydanticCustomError(
+            "policy_value", "must rise strictly (got {steps})", {"steps": steps}
+        )
+    return steps
+
+
+Percent = Annotated[float, Field(gt=0, le=100)]
+
+
+class RolloutFile(_File):
+    """Move a variant's share of traffic up step by step while its guards hold against the
+    control; roll it back at once when one fails (`trivium.gateway.rollouts`)."""
+
+    steps: Annotated[
+        list[Percent], Field(min_length=1, max_length=20), AfterValidator(_rising_steps)
+    ]
+    """Percent of the feature's traffic at each step, rising; the last is where it ends."""
+    min_requests: int = Field(default=100, ge=1, le=1_000_000_000)
+    """Canary requests each step must see before it advances."""
+    min_duration_s: float = Field(default=300.0, ge=0, le=30 * 24 * 3600)
+    """Seconds each step lasts at least."""
+    guard_min_requests: int = Field(default=20, ge=1, le=1_000_000)
+    """Canary requests in the step's window before its guards are judged."""
+    control: Name | None = None
+    """The variant it is compared with; unset: the feature's heaviest other variant."""
+    guards: GuardsFile = GuardsFile()
+    rollback_registry: bool = False
+    """On rollback, also roll back the variant's own template or adapter label."""
+
+
 class VariantFile(_File):
     """One arm of an experiment: a weight and what it changes from its feature (unset: same)."""
 
@@ -255,6 +307,8 @@ class VariantFile(_File):
     retrieval: RetrievalFile | None = None
     """Replaces the feature's whole retrieval block."""
     upstream: Text | None = None
+    rollout: RolloutFile | None = None
+    """A canary: its share follows the rollout's steps, not `weight`."""
 
 
 def _some_weight(variants: dict[str, VariantFile], info: ValidationInfo) -> dict[str, VariantFile]:

@@ -24,7 +24,11 @@ def lint(policy: Policy) -> list[PolicyIssue]:
 
 def served_arms(name: str, feature: Feature) -> list[Arm]:
     """The arms requests are assigned to: each variant above weight 0, else the feature's own."""
-    live = [variant for variant, spec in feature.variants.items() if spec.weight > 0]
+    live = [
+        variant
+        for variant, spec in feature.variants.items()
+        if spec.weight > 0 or spec.rollout is not None
+    ]
     if not live:
         return [feature.arm(name)]
     return [feature.arm(name, variant) for variant in live]
@@ -35,7 +39,11 @@ def unused_zero_weight_variant(policy: Policy) -> Iterator[PolicyIssue]:
     nothing ever runs it."""
     for name, feature in policy.features.items():
         for variant, spec in feature.variants.items():
-            if spec.weight == 0 and variant not in (*feature.fallback, *feature.shadow):
+            if (
+                spec.weight == 0
+                and spec.rollout is None  # its rollout gives it traffic
+                and variant not in (*feature.fallback, *feature.shadow)
+            ):
                 yield PolicyIssue(
                     f"features.{name}.variants.{variant}.weight",
                     "is 0 and no fallback or shadow entry names this variant: nothing runs it",

@@ -21,6 +21,7 @@ __all__ = (
     "Feature",
     "FusionWeights",
     "GpuPrice",
+    "Guards",
     "Limits",
     "Mode",
     "OnFail",
@@ -28,6 +29,7 @@ __all__ = (
     "ResponseCache",
     "Retrieval",
     "Road",
+    "Rollout",
     "TokenPrice",
     "Upstream",
     "Variant",
@@ -106,6 +108,30 @@ class ResponseCache(msgspec.Struct, frozen=True):
     """Unset: the gateway's `cache.default_ttl_s`."""
 
 
+class Guards(msgspec.Struct, frozen=True):
+    """A canary's limits against its control over the same window; None: not checked."""
+
+    max_error_rate_increase: float | None = 0.02
+    max_fallback_rate_increase: float | None = 0.05
+    max_p95_latency_ratio: float | None = None
+    max_groundedness_drop: float | None = None
+    max_cost_ratio: float | None = None
+    max_completion_rate_drop: float | None = None
+
+
+class Rollout(msgspec.Struct, frozen=True):
+    """A canary's steps (percent of the feature's traffic), their minimums and its guards."""
+
+    steps: tuple[float, ...]
+    control: str
+    """Resolved: the named variant, else the feature's heaviest other one."""
+    min_requests: int = 100
+    min_duration_s: float = 300.0
+    guard_min_requests: int = 20
+    guards: Guards = Guards()
+    rollback_registry: bool = False
+
+
 class Variant(msgspec.Struct, frozen=True):
     """One arm of an experiment: a weight and what it changes from its feature (unset: same)."""
 
@@ -116,6 +142,8 @@ class Variant(msgspec.Struct, frozen=True):
     retrieval: Retrieval | None = None
     """Replaces the feature's whole retrieval block."""
     upstream: str | None = None
+    rollout: Rollout | None = None
+    """A canary: its share follows the rollout controller's step, not `weight`."""
 
 
 class Arm(msgspec.Struct, frozen=True):

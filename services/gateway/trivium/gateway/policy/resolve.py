@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+import msgspec
+
 from trivium.common.contracts.decision import MinQuality, Requirements
 from trivium.gateway.policy.document import (
     ROAD_NEEDS,
@@ -28,10 +30,12 @@ from trivium.gateway.policy.model import (
     Feature,
     FusionWeights,
     GpuPrice,
+    Guards,
     Limits,
     Policy,
     ResponseCache,
     Retrieval,
+    Rollout,
     TokenPrice,
     Upstream,
     Variant,
@@ -99,10 +103,14 @@ class _Resolver:
                 tpm_per_key=body.callers.tpm_per_key,
                 on_redis_down=body.callers.on_redis_down,
             ),
-            variants={
-                variant: self.variant(spec, f"{path}.variants.{variant}")
-                for variant, spec in body.variants.items()
-            },
+            variants=self.rollouts(
+                {
+                    variant: self.variant(spec, f"{path}.variants.{variant}")
+                    for variant, spec in body.variants.items()
+                },
+                body.variants,
+                f"{path}.variants",
+            ),
             shadow=tuple(body.shadow),
             fallback=tuple(body.fallback),
             cache=None if body.cache is None else ResponseCache(ttl_s=body.cache.ttl_s),
@@ -147,6 +155,67 @@ class _Resolver:
                     if kind == "shadow"
                     else f"unknown road or variant {entry!r}; roads: {', '.join(ROADS)}",
                 )
+
+    def rollouts(
+        self, variants: dict[str, Variant], specs: dict[str, VariantFile], path: str
+    ) -> dict[str, Variant]:
+        """Each variant's `rollout` resolved: one per feature, a control that takes traffic,
+        and a registry label to roll back when `rollback_registry` asks for one."""
+        rolling = [name for name, spec in specs.items() if spec.rollout is not None]
+        for extra in rolling[1:]:
+            self.fail(
+                f"{path}.{extra}.rollout",
+                f"only one variant of a feature may roll out at a time ({rolling[0]} does)",
+            )
+        if not rolling:
+            return variants
+        name = rolling[0]
+        block = specs[name].rollout
+        assert block is not None
+        where = f"{path}.{name}.rollout"
+        others = {v: spec.weight for v, spec in specs.items() if v != name and spec.weight > 0}
+        control = block.control
+        if control is None:
+            if not others:
+                self.fail(where, "needs a control: another variant with a weight above 0")
+                return variants
+            control = min(others, key=lambda v: (-others[v], v))
+        elif control == name:
+            self.fail(f"{where}.control", "must be another variant, not the canary itself")
+        elif control not in others:
+            reason = "has weight 0" if control in specs else "is not a variant of this feature"
+            self.fail(f"{where}.control", f"{control!r} {reason}: the control must take traffic")
+        if block.rollback_registry and not self.rollback_target(variants[name]):
+            self.fail(
+                f"{where}.rollback_registry",
+                "needs the variant's own template or adapter as name@label (a label to roll back)",
+            )
+        guards = block.guards
+        rollout = Rollout(
+            steps=tuple(block.steps),
+            control=control,
+            min_requests=block.min_requests,
+            min_duration_s=block.min_duration_s,
+            guard_min_requests=block.guard_min_requests,
+            guards=Guards(
+                max_error_rate_increase=guards.max_error_rate_increase,
+                max_fallback_rate_increase=guards.max_fallback_rate_increase,
+                max_p95_latency_ratio=guards.max_p95_latency_ratio,
+                max_groundedness_drop=guards.max_groundedness_drop,
+                max_cost_ratio=guards.max_cost_ratio,
+                max_completion_rate_drop=guards.max_completion_rate_drop,
+            ),
+            rollback_registry=block.rollback_registry,
+        )
+        return {**variants, name: msgspec.structs.replace(variants[name], rollout=rollout)}
+
+    @staticmethod
+    def rollback_target(variant: Variant) -> bool:
+        """Whether the variant names its own template or adapter by label."""
+        return any(
+            ref is not None and "@" in ref and not ref.rpartition("@")[2].isdigit()
+            for ref in (variant.template, variant.adapter)
+        )
 
     def variant(self, spec: VariantFile, path: str) -> Variant:
         return Variant(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -34,6 +35,13 @@ POLICY_MEDIA_TYPES = (
 log = logging.getLogger(__name__)
 
 
+class EffectiveWeightsView(msgspec.Struct, frozen=True):
+    shares: dict[str, float]
+    """Variant -> share of the feature's traffic now (0..1)."""
+    why: str
+    """From the file alone, or the file plus its rollout's state (step, status, reason)."""
+
+
 class PolicyView(msgspec.Struct):
     version: int | None
     hash: str
@@ -42,6 +50,11 @@ class PolicyView(msgspec.Struct):
     features: dict[str, Feature]
     upstreams: dict[str, Upstream]
     """Upstreams name the environment variable of their API key, never the key."""
+    effective_weights: dict[str, EffectiveWeightsView] = {}
+    """Per feature with variants: the shares requests are assigned by now, and why."""
+
+
+EffectiveWeightsSource = Callable[[], Mapping[str, Any]]
 
 
 class PolicyController(Controller):
@@ -56,7 +69,11 @@ class PolicyController(Controller):
         responses=native_errors(),
         sync_to_thread=False,
     )
-    def show(self, policy: LoadedPolicy) -> PolicyView:
+    def show(self, request: Request[Any, Any, Any], policy: LoadedPolicy) -> PolicyView:
+        source: EffectiveWeightsSource | None = getattr(
+            request.app.state, "effective_weights", None
+        )
+        effective = {} if source is None else source()
         return PolicyView(
             version=policy.policy.version,
             hash=policy.hash,
@@ -64,6 +81,10 @@ class PolicyController(Controller):
             source=policy.source,
             features=policy.policy.features,
             upstreams=policy.policy.upstreams,
+            effective_weights={
+                name: EffectiveWeightsView(weights.shares, weights.why)
+                for name, weights in effective.items()
+            },
         )
 
     @post(

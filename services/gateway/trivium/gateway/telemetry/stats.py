@@ -7,8 +7,9 @@
     <prefix>:stats:<slot>   fields "<feature>|<route>|<variant>|<stat>"
                             and "@key|<key name>||<stat>" per caller key (`group_by=key`)
 
-with stat `n` (count), `e` (errors), `c` (cost sum, USD), `t` (tokens sum), `b<i>`
-(latency bucket counts) and the product's feedback, `q<...>` (see `FEEDBACK_STATS`;
+with stat `n` (count), `e` (errors), `f` (answers served by a fallback), `c` (cost sum,
+USD), `t` (tokens sum), `gs` / `gn` (groundedness sum / scored answers), `b<i>` (latency
+bucket counts) and the product's feedback, `q<...>` (see `FEEDBACK_STATS`;
 written by `observe_feedback` as deltas, so a replaced event moves its answer's count).
 Feature and variant names never contain "|" (policy names are `[a-z0-9-]`). A summary
 reads the window's slots in one pipeline and merges them, so the window is `window_s`
@@ -135,6 +136,10 @@ class WindowStats(msgspec.Struct, frozen=True):
     mean_tokens: float
     feedback: FeedbackRates | None = None
     """Per feature, route and variant; not per caller key."""
+    fallbacks: int = 0
+    """Answers served by a fallback road (counted in `count`, not in `errors`)."""
+    mean_groundedness: float | None = None
+    """Over the answers that were scored; None when none was."""
 
 
 class RouteStats(WindowStats, frozen=True):
@@ -154,11 +159,24 @@ class StatsSummary(msgspec.Struct, frozen=True, omit_defaults=True):
 class _Acc:
     """Counts for one (slot, feature, route, variant), in memory or merged from Redis."""
 
-    __slots__ = ("buckets", "cost", "count", "errors", "feedback", "tokens")
+    __slots__ = (
+        "buckets",
+        "cost",
+        "count",
+        "errors",
+        "fallbacks",
+        "feedback",
+        "grounded_n",
+        "grounded_sum",
+        "tokens",
+    )
 
     def __init__(self) -> None:
         self.count = 0
         self.errors = 0
+        self.fallbacks = 0
+        self.grounded_sum = 0.0
+        self.grounded_n = 0
         self.cost = 0.0
         self.tokens = 0
         self.buckets: dict[int, int] = {}
@@ -167,6 +185,9 @@ class _Acc:
     def merge(self, other: _Acc) -> None:
         self.count += other.count
         self.errors += other.errors
+        self.fallbacks += other.fallbacks
+        self.grounded_sum += other.grounded_sum
+        self.grounded_n += other.grounded_n
         self.cost += other.cost
         self.tokens += other.tokens
         for index, n in other.buckets.items():
@@ -183,6 +204,10 @@ class _Acc:
             mean_cost_usd=self.cost / self.count if self.count else 0.0,
             mean_tokens=self.tokens / self.count if self.count else 0.0,
             feedback=self._feedback() if with_feedback else None,
+            fallbacks=self.fallbacks,
+            mean_groundedness=round(self.grounded_sum / self.grounded_n, 4)
+            if self.grounded_n
+            else None,
         )
 
     def _feedback(self) -> FeedbackRates:
@@ -254,6 +279,8 @@ class StatsRecorder:
         ok: bool,
         cost_usd: float = 0.0,
         tokens: int = 0,
+        fallback: bool = False,
+        groundedness: float | None = None,
     ) -> None:
         """Record one finished request (no I/O). `feature` must come from the policy."""
         key = (int(self.clock() // self.slot_s), feature, route, variant or "")
@@ -265,6 +292,11 @@ class StatsRecorder:
             acc.errors += 1
         acc.cost += cost_usd
         acc.tokens += tokens
+        if fallback:
+            acc.fallbacks += 1
+        if groundedness is not None:
+            acc.grounded_sum += groundedness
+            acc.grounded_n += 1
         index = bucket_index(seconds * 1000.0)
         acc.buckets[index] = acc.buckets.get(index, 0) + 1
 
@@ -339,13 +371,11 @@ class StatsRecorder:
         slots = max(math.ceil(self.window_s / self.slot_s), 1)
         return int(self.clock() // self.slot_s) - slots + 1
 
-    async def summary(self, feature: str | None = None, group_by_key: bool = False) -> StatsSummary:
-        """Merge the window's slots from Redis; `feature` keeps only that feature;
-        `group_by_key` adds the per-key totals."""
-        first = self._first_slot()
-        slots = range(first, first + max(math.ceil(self.window_s / self.slot_s), 1))
+    async def _read_slots(self, first: int) -> list[dict[bytes, bytes]]:
+        """The slot hashes from `first` (at the earliest, the window's first) to now."""
+        last = self._first_slot() + max(math.ceil(self.window_s / self.slot_s), 1)
         pipe = self.client.pipeline(transaction=False)
-        for slot in slots:
+        for slot in range(max(first, self._first_slot()), last):
             pipe.hgetall(self._slot_key(slot))
         try:
             hashes: list[dict[bytes, bytes]] = await pipe.execute()
@@ -357,6 +387,29 @@ class StatsRecorder:
                 extra={"dependency": "redis"},
             ) from exc
         self._throttle.reset("summary")
+        return hashes
+
+    async def variant_window(self, feature: str, since: float) -> dict[str, WindowStats]:
+        """Per variant of `feature` over every route, from the slot holding `since` (at the
+        earliest, the window's first) to now: what a rollout step's guards compare."""
+        hashes = await self._read_slots(int(since // self.slot_s))
+        merged: dict[str, _Acc] = {}
+        prefix = feature + "|"
+        for fields in hashes:
+            for raw_field, raw_value in fields.items():
+                text = raw_field.decode()
+                if not text.startswith(prefix):
+                    continue
+                name, _, stat = text.rpartition("|")
+                parts = name.split("|")
+                if len(parts) == 3 and parts[2]:
+                    _add_field(merged.setdefault(parts[2], _Acc()), stat, raw_value)
+        return {variant: acc.stats() for variant, acc in sorted(merged.items())}
+
+    async def summary(self, feature: str | None = None, group_by_key: bool = False) -> StatsSummary:
+        """Merge the window's slots from Redis; `feature` keeps only that feature;
+        `group_by_key` adds the per-key totals."""
+        hashes = await self._read_slots(self._first_slot())
         merged: dict[tuple[str, str, str], _Acc] = {}
         keys: dict[str, _Acc] = {}
         for fields in hashes:
@@ -402,6 +455,11 @@ def _write(pipe: Pipeline, key: str, field: str, acc: _Acc) -> None:
             pipe.hincrby(key, field + stat, n)
     if acc.errors:
         pipe.hincrby(key, field + "e", acc.errors)
+    if acc.fallbacks:
+        pipe.hincrby(key, field + "f", acc.fallbacks)
+    if acc.grounded_n:
+        pipe.hincrby(key, field + "gn", acc.grounded_n)
+        pipe.hincrbyfloat(key, field + "gs", acc.grounded_sum)
     if acc.cost:
         pipe.hincrbyfloat(key, field + "c", acc.cost)
     if acc.tokens:
@@ -416,6 +474,12 @@ def _add_field(acc: _Acc, stat: str, raw: bytes) -> None:
             acc.count += int(raw)
         elif stat == "e":
             acc.errors += int(raw)
+        elif stat == "f":
+            acc.fallbacks += int(raw)
+        elif stat == "gn":
+            acc.grounded_n += int(raw)
+        elif stat == "gs":
+            acc.grounded_sum += float(raw)
         elif stat == "c":
             acc.cost += float(raw)
         elif stat == "t":
@@ -445,6 +509,8 @@ def _group(merged: dict[tuple[str, str, str], _Acc]) -> dict[str, dict[str, Rout
             mean_cost_usd=s.mean_cost_usd,
             mean_tokens=s.mean_tokens,
             feedback=s.feedback,
+            fallbacks=s.fallbacks,
+            mean_groundedness=s.mean_groundedness,
             variants=variants,
         )
     return features
