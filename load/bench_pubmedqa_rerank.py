@@ -70,8 +70,8 @@ async def prepare(service: RetrieverService) -> str:
     )
     await service.store.optimize_now(PUBMEDQA_COLLECTION)  # type: ignore[attr-defined]
     return (
-        f"ingest {time.perf_counter() - began:.1f} s ({result.added} added,"
-        f" {result.unchanged} unchanged, {result.chunks_written} chunks written)"
+        f"ingest {time.perf_counter() - began:.1f} s ({len(result.added)} added,"
+        f" {len(result.unchanged)} unchanged, {result.chunks_written} chunks written)"
     )
 
 

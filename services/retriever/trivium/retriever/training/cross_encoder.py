@@ -17,6 +17,7 @@ The output directory loads as `trivium.retriever.search.rerank.Reranker` and car
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import tempfile
@@ -83,9 +84,15 @@ def training_groups(
     """`steps * groups_per_step` groups: the questions in a seeded order (cycled when there
     are fewer), each time with the next of its own passages and its BM25 hard negatives."""
     usable = [q for q in questions if q.passages]
-    negatives = hard_negatives(usable, config.negatives)
+    if len(usable) < 2:
+        raise ValueError("training a re-ranker needs at least two questions with passages")
+    rng = random.Random(config.seed)
+    negatives = [
+        _filled(refs, qi, usable, config.negatives, rng)
+        for qi, refs in enumerate(hard_negatives(usable, config.negatives))
+    ]
     order = list(range(len(usable)))
-    random.Random(config.seed).shuffle(order)
+    rng.shuffle(order)
     groups: list[Group] = []
     for n in range(config.steps * config.groups_per_step):
         qi = order[n % len(order)]
@@ -94,6 +101,22 @@ def training_groups(
         texts = [passage_text(positive), *(_text(usable, ref) for ref in negatives[qi])]
         groups.append((question.question, texts))
     return groups
+
+
+def _filled(
+    refs: list[PassageRef],
+    qi: int,
+    questions: Sequence[TrainingQuestion],
+    count: int,
+    rng: random.Random,
+) -> list[PassageRef]:
+    """`count` negatives: the hard ones, then (when BM25 found fewer) random passages of other
+    questions, so every group has the same size."""
+    filled = list(refs)
+    while len(filled) < count:
+        other = rng.choice([i for i in range(len(questions)) if i != qi])
+        filled.append((other, rng.randrange(len(questions[other].passages))))
+    return filled
 
 
 def _text(questions: Sequence[TrainingQuestion], ref: PassageRef) -> str:
@@ -119,7 +142,8 @@ def train_cross_encoder(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # "classifier newly initialized": that is the point
+    # "classifier newly initialized": that is the point
+    transformers_logging.set_verbosity(logging.ERROR)
     try:
         torch.manual_seed(config.seed)
         with warnings.catch_warnings():
@@ -204,7 +228,7 @@ def _fit(
         loss = torch.nn.functional.cross_entropy(
             logits, first
         ) + torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_([p for _, p in trained], 1.0)
         optimizer.step()
         schedule.step()
