@@ -16,7 +16,9 @@ import shutil
 from pathlib import Path
 
 from trivium.cli.demo_data import (
+    PUBMEDQA_RERANK_TRAINING,
     encode_jsonl,
+    pubmedqa_rerank_training,
     pubmedqa_subset,
     triage_eval_rows,
 )
@@ -37,8 +39,13 @@ def main() -> None:
         folder.mkdir(exist_ok=True)
         (folder / "pubmedqa-eval.jsonl").write_bytes(encode_jsonl(rows))
         (folder / "documents.jsonl").write_bytes(encode_jsonl(documents))
+        training = pubmedqa_rerank_training(source)
+        (OUT.joinpath(*PUBMEDQA_RERANK_TRAINING)).write_bytes(encode_jsonl(training))
         shutil.copyfile(args.pubmedqa / "LICENSE", folder / "LICENSE")
-        print(f"pubmedqa: {len(rows)} questions, {len(documents)} documents")
+        print(
+            f"pubmedqa: {len(rows)} questions, {len(documents)} documents;"
+            f" {len(training)} other questions for the re-ranker"
+        )
     print(f"wrote {OUT}")
 
 

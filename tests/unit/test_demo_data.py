@@ -12,7 +12,9 @@ import msgspec
 import pytest
 
 from trivium.cli.demo_data import (
+    PUBMEDQA_RERANK_TRAINING,
     encode_jsonl,
+    pubmedqa_rerank_training,
     pubmedqa_subset,
     pubmedqa_training_pmids,
     shipped,
@@ -36,6 +38,7 @@ from trivium.model.data.triage import (
 )
 from trivium.registry import ArtifactVersion, TemplateRenderer
 from trivium.registry.templates import parse_template_file
+from trivium.retriever.training.questions import decode_questions
 
 TRIAL_ROADS: tuple[Road, ...] = ("prompt", "rag", "finetune")
 
@@ -164,6 +167,20 @@ def test_the_pubmedqa_selection_is_stratified_deterministic_and_leaves_the_rest(
     rest = pubmedqa_training_pmids(source, size=8)
     assert len(rest) == 32
     assert not {f"pubmedqa-{p}" for p in rest} & {row.id for row in rows}
+    training = pubmedqa_rerank_training(source, size=8)
+    assert [q.id for q in training] == [f"pubmedqa-{p}" for p in rest]
+    assert [p.title for p in training[0].passages] == ["Background", "Results"]
+
+
+def test_the_rerankers_training_file_holds_only_questions_outside_the_eval_set() -> None:
+    rows = shipped_rows("pubmedqa", "pubmedqa-eval.jsonl")
+    training = decode_questions(shipped(*PUBMEDQA_RERANK_TRAINING).read_bytes())
+    assert len(training) == 800
+    assert not {q.id for q in training} & {row.id for row in rows}
+    evaluated = {doc.text for doc in shipped_documents("pubmedqa", "documents.jsonl")}
+    shared = {p.text for q in training for p in q.passages} & evaluated
+    assert shared == {"Case series.", "Cross-sectional.", "Randomized controlled trial."}
+    assert len(shipped(*PUBMEDQA_RERANK_TRAINING).read_bytes()) < 2_000_000
 
 
 def _demo_policy() -> Any:
@@ -196,12 +213,14 @@ def test_the_demo_policy_gives_each_example_its_arms() -> None:
 
     pubmed = policy.features["pubmed-qa"]
     modes = {
-        name: pubmed.arm("pubmed-qa", name).retrieval for name in ("hybrid", "dense", "sparse")
+        name: pubmed.arm("pubmed-qa", name).retrieval
+        for name in ("hybrid", "dense", "sparse", "hybrid-rerank")
     }
-    assert {name: r.mode for name, r in modes.items() if r} == {
-        "hybrid": "hybrid",
-        "dense": "dense",
-        "sparse": "sparse",
+    assert {name: (r.mode, r.rerank) for name, r in modes.items() if r} == {
+        "hybrid": ("hybrid", False),
+        "dense": ("dense", False),
+        "sparse": ("sparse", False),
+        "hybrid-rerank": ("hybrid", True),
     }
     assert all(r is not None and r.collection == "pubmedqa" for r in modes.values())
     assert pubmed.route == "rag"

@@ -44,7 +44,7 @@ def test_a_zero_weight_variant_nothing_runs_is_a_warning() -> None:
     assert found == [
         (
             "features.kb.variants.idle.weight",
-            "is 0 and no fallback or shadow entry names this variant: nothing runs it",
+            "is 0 and no fallback or shadow entry names this variant: only a trial runs it",
         )
     ]
 

@@ -6,6 +6,8 @@
 - `pubmedqa-eval` (dataset) and `pubmedqa` (collection): a fixed subset of PubMedQA's
   expert-labelled questions (MIT; `demo_datasets/pubmedqa/README.md`), each question's
   contexts one document apiece.
+- `pubmedqa/rerank-train.jsonl`: the OTHER questions with their contexts, which the demo
+  re-ranker is fine-tuned on (`trivium demo build-reranker`); never an evaluated question.
 
 The shipped files under `demo_datasets/` are this module's output
 (`scripts/make_demo_datasets.py` writes them; a test keeps them equal).
@@ -24,14 +26,17 @@ import msgspec
 from trivium.common.contracts.datasets import DatasetRow, Expected
 from trivium.common.contracts.retriever import DocumentIn
 from trivium.model.data.triage import Ticket, triage_split
+from trivium.retriever.training.questions import TrainingPassage, TrainingQuestion
 
 __all__ = (
     "PUBMEDQA_COLLECTION",
     "PUBMEDQA_DATASET",
+    "PUBMEDQA_RERANK_TRAINING",
     "PUBMEDQA_SIZE",
     "TRIAGE_DATASET",
     "TRIAGE_EXAMPLES_COLLECTION",
     "encode_jsonl",
+    "pubmedqa_rerank_training",
     "pubmedqa_subset",
     "shipped",
     "shipped_documents",
@@ -45,6 +50,7 @@ TRIAGE_EXAMPLES_COLLECTION = "triage-examples"
 PUBMEDQA_DATASET = "pubmedqa-eval"
 PUBMEDQA_COLLECTION = "pubmedqa"
 PUBMEDQA_SIZE = 200
+PUBMEDQA_RERANK_TRAINING = ("pubmedqa", "rerank-train.jsonl")
 PUBMEDQA_SALT = "trivium-pubmedqa-subset-v1"
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 
@@ -128,6 +134,26 @@ def pubmedqa_training_pmids(source: Mapping[str, Any], size: int = PUBMEDQA_SIZE
     return sorted((pmid for pmid in source if pmid not in shipped_ids), key=int)
 
 
+def pubmedqa_rerank_training(
+    source: Mapping[str, Mapping[str, Any]], size: int = PUBMEDQA_SIZE
+) -> list[TrainingQuestion]:
+    """The questions outside the shipped subset, in PMID order, each with its contexts titled
+    by section as the collection's documents are: the re-ranker's training data."""
+    return [
+        TrainingQuestion(
+            id=f"pubmedqa-{pmid}",
+            question=str(source[pmid]["QUESTION"]),
+            passages=[
+                TrainingPassage(title=str(section).capitalize(), text=str(context))
+                for context, section in zip(
+                    source[pmid]["CONTEXTS"], source[pmid]["LABELS"], strict=True
+                )
+            ],
+        )
+        for pmid in pubmedqa_training_pmids(source, size)
+    ]
+
+
 def _pmid_key(pmid: str) -> str:
     return hashlib.sha256(f"{PUBMEDQA_SALT}\n{pmid}".encode()).hexdigest()
 
@@ -161,4 +187,5 @@ def shipped_files() -> Sequence[tuple[str, ...]]:
         ("triage-eval.jsonl",),
         ("pubmedqa", "pubmedqa-eval.jsonl"),
         ("pubmedqa", "documents.jsonl"),
+        PUBMEDQA_RERANK_TRAINING,
     )

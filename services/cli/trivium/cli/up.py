@@ -19,6 +19,7 @@ from trivium.cli.context import CliState, fail, open_templates, run_async
 from trivium.cli.demo import seed_demo_templates
 from trivium.cli.demo_examples import ingest_triage_examples, publish_demo_datasets
 from trivium.cli.demo_key import demo_key_file, ensure_demo_key
+from trivium.cli.demo_reranker import demo_reranker_env
 from trivium.cli.progress import Progress
 from trivium.cli.stack import STATE_FILE, StackState, read_live_state, remove_state
 from trivium.cli.supervisor import Backoff, Child, RedisUnit, Supervisor
@@ -234,6 +235,9 @@ class _Stack:
 
     def start_retriever(self) -> None:
         with self.progress.phase("retriever + ingest") as phase:
+            for name, value in demo_reranker_env(self.state.settings(RetrieverSettings)).items():
+                self.supervisor.set_env(name, value)
+                phase.details.append(f"re-ranker: {value} (`trivium demo build-reranker`)")
             self.supervisor.start(_child("retriever", ["retriever", "serve"], self.retriever_url))
             phase.details.append(_ingest_demo_knowledge(self.retriever_url))
             phase.details.append(ingest_triage_examples(self.retriever_url))

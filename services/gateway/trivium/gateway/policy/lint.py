@@ -46,7 +46,7 @@ def unused_zero_weight_variant(policy: Policy) -> Iterator[PolicyIssue]:
             ):
                 yield PolicyIssue(
                     f"features.{name}.variants.{variant}.weight",
-                    "is 0 and no fallback or shadow entry names this variant: nothing runs it",
+                    "is 0 and no fallback or shadow entry names this variant: only a trial runs it",
                 )
 
 
