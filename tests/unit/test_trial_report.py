@@ -153,3 +153,19 @@ def test_labels_are_printed_as_written_never_as_mathtext() -> None:
     plot = confusion_plot(arm)
     assert plot is not None
     assert "$5 plan" in plot_svg(plot)
+
+
+def test_the_headline_skips_a_quality_kpi_that_is_zero_on_every_arm() -> None:
+    # A label trial of a model that never names a label: accuracy 0 everywhere says nothing
+    # the recall@k column does not, so the scatter and "at a glance" show recall instead.
+    from trivium.common.contracts.trials import Estimate
+    from trivium.trials.report.tables import headline_quality
+
+    record, _ = retrieval_trial()
+    assert record.summary is not None
+    zero = Estimate(value=0.0, low=0.0, high=0.0, n=40)
+    arms = [msgspec.structs.replace(arm, accuracy=zero) for arm in record.summary.arms]
+    assert headline_quality(arms) == ("recall_at_k", "recall@k", "score")
+    one_right = [msgspec.structs.replace(arms[0], accuracy=Estimate(0.5, 0.2, 0.8, 40))]
+    assert headline_quality(one_right + arms[1:])[0] == "accuracy"  # type: ignore[index]
+    assert headline_quality([]) is None

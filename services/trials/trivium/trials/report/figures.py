@@ -127,7 +127,7 @@ def quality_cost_plot(arms: Sequence[ArmSummary]) -> Plot | None:
         axes.set_ylabel(name)
         axes.set_ylim(-0.02, 1.05)
         axes.set_title(f"{name} vs cost (95% intervals)")
-        axes.legend(loc="lower right", fontsize=9)
+        axes.legend(loc="best", fontsize=9)
     return Plot(
         "quality-cost",
         f"Quality vs cost: {name}",

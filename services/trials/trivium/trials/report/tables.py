@@ -88,11 +88,20 @@ def _estimates(arm: ArmSummary, members: Sequence[tuple[str, str, Unit]]) -> lis
 
 
 def headline_quality(arms: Sequence[ArmSummary]) -> tuple[str, str, Unit] | None:
-    """The first quality KPI (in `QUALITY` order) any arm reports, or None."""
-    for member, name, unit in QUALITY:
-        if arms and any(getattr(arm, member) is not None for arm in arms):
+    """The first quality KPI (in `QUALITY` order) any arm reports above zero; else the first
+    any arm reports at all (a label trial of a model that never names a label still has
+    recall to show); None when there is none."""
+    reported = [
+        (member, name, unit)
+        for member, name, unit in QUALITY
+        if arms and any(getattr(arm, member) is not None for arm in arms)
+    ]
+    for member, name, unit in reported:
+        if any(
+            (estimate := getattr(arm, member)) is not None and estimate.value > 0 for arm in arms
+        ):
             return member, name, unit
-    return None
+    return reported[0] if reported else None
 
 
 def arm_rows(arm: ArmSummary) -> list[KpiRow]:
