@@ -114,7 +114,11 @@ def test_the_decision_renders_as_markdown_html_and_json(tmp_path: Any) -> None:
     assert "| prompt | min_quality | accuracy >= 0.700 | 0.600 | [0.476, 0.724] | undecided |" in md
     assert "![" in md
     assert "ticket-triage-quality-cost.png" in md
+    # finetune's production feedback (the fixture's online rates) stands beside the trial
+    assert "## Online: what production reported" in md
+    assert "| finetune | completion |" in md
     html = render_decision(decision, "html")
+    assert "Online: what production reported" in html
     assert html.count("<svg") >= 2  # quality vs cost and a confusion matrix per arm
     assert 'id="rule-strict_format_or_labels_at_high_volume_favour_an_adapter"' in html
     assert msgspec.json.decode(render_decision(decision, "json"), type=Decision) == decision

@@ -188,10 +188,26 @@ def render_markdown(decision: Decision, plots: Sequence[Plot], stem: str) -> str
     lines += ["## ROI at the declared volume", "", *md_table(ROI_HEADER, roi_rows(decision))]
     if decision.break_even:
         lines += md_table(BREAK_EVEN_HEADER, break_even_rows(decision))
+    if online := online_rows(decision):
+        lines += ["## Online: what production reported", "", *md_table(ONLINE_HEADER, online)]
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{p.description}]({plot_file_name(stem, p)})" for p in plots] + [""]
     return "\n".join(lines)
+
+
+ONLINE_HEADER = ("arm", "production feedback", "rate", "95% interval", "n")
+
+
+def online_rows(decision: Decision) -> list[tuple[str, ...]]:
+    """Each arm's production feedback rates (Step 9b) beside the trial's offline numbers."""
+    summary = decision.trial.summary
+    rows: list[tuple[str, ...]] = []
+    for arm in summary.arms if summary is not None else ():
+        for name, rate in sorted((arm.online or {}).items()):
+            interval = f"[{rate.low:.3f}, {rate.high:.3f}]"
+            rows.append((arm.arm, name, f"{rate.value:.3f}", interval, str(rate.n)))
+    return rows
 
 
 def _list(items: Iterable[str]) -> str:
@@ -232,6 +248,11 @@ def render_html(decision: Decision, plots: Sequence[Plot]) -> str:
     ]
     if decision.break_even:
         parts.append(html_table(BREAK_EVEN_HEADER, break_even_rows(decision), numeric=numeric))
+    if online := online_rows(decision):
+        parts += [
+            "<h2>Online: what production reported</h2>",
+            html_table(ONLINE_HEADER, online, numeric=range(2, 5)),
+        ]
     if plots:
         parts += ["<h2>Plots</h2>", '<div class="plots">', *map(_figure, plots), "</div>"]
     parts.append("</body></html>")
