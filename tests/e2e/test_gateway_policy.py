@@ -91,6 +91,7 @@ def test_get_policy_shows_the_validated_policy(http: httpx.Client, policy_file: 
         "adapter": None,
         "retrieval": None,
         "upstream": None,
+        "rollout": None,
     }
     assert kb["shadow"] == ["canary-template"]
     assert kb["fallback"] == ["prompt"]
