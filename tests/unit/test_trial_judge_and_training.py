@@ -76,6 +76,11 @@ def test_only_a_gpu_hour_price_and_a_recorded_training_time_price_training() -> 
     assert gpu_hour_price(policy, "gpu") == 2.5
     assert [gpu_hour_price(policy, u) for u in ("api", "free", "missing", None)] == [None] * 4
     assert train_seconds({"timings": {"train_seconds": 90}}) == 90.0
-    for metadata in ({}, {"timings": {}}, {"timings": {"train_seconds": True}},
-                     {"timings": {"train_seconds": -1}}, {"timings": "90"}):  # fmt: skip
-        assert train_seconds(metadata) is None
+    untimed: list[dict[str, Any]] = [
+        {},
+        {"timings": {}},
+        {"timings": {"train_seconds": True}},
+        {"timings": {"train_seconds": -1}},
+        {"timings": "90"},
+    ]
+    assert [train_seconds(metadata) for metadata in untimed] == [None] * len(untimed)
