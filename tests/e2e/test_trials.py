@@ -5,12 +5,17 @@ upstreams whose answers are known, so every score is known exactly.
 Feature `triage` (prompt road) has two arms that answer differently: variant `main` on the
 `hosted` upstream (right but for one case, and one case it fails), variant `cheap` on `backup`
 (always "billing", once out of the label set). Feature `docs` (rag road, BM25 over a real
-retriever) scores an `answer` + `doc_ids` dataset. One gateway and retriever serve the module.
+retriever) scores an `answer` + `doc_ids` dataset. Feature `grader` is an LLM judge on its own
+scripted upstream (the shipped `trial-judge` template); feature `tuned` (finetune road) serves
+an adapter published straight into the registry with a recorded training time, on an upstream
+priced per GPU hour. One gateway and retriever serve the module.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -25,6 +30,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 from click.testing import CliRunner, Result
 
 from tests.e2e.conftest import (
@@ -45,6 +51,9 @@ from trivium.cli.main import cli
 from trivium.common.contracts.trials import Estimate, TrialRecord
 from trivium.common.errors import InvalidInputError
 from trivium.common.redis_server import RedisServerProcess
+from trivium.common.settings import RegistrySettings
+from trivium.registry import Registry
+from trivium.registry.templates import parse_template_file
 from trivium.trials.client import GatewayClient, GatewayError
 from trivium.trials.runner import TrialPlan, TrialRunner
 from trivium.trials.scoring import score_case
@@ -60,6 +69,14 @@ upstreams:
     model: hosted-model
     price: {{prompt_per_1k: 1.0, completion_per_1k: 2.0}}
   backup: {{url: "{backup}", model: backup-model}}
+  judge:
+    url: "{judge}"
+    model: judge-model
+    price: {{prompt_per_1k: 0, completion_per_1k: 1000}}
+  gpu:
+    url: "{hosted}"
+    model: hosted-model
+    price: {{gpu_hour_usd: 3.6, tokens_per_hour: 1000000}}
 features:
   triage:
     route: prompt
@@ -71,7 +88,29 @@ features:
     template: kbq@production
     upstream: hosted
     retrieval: {{collection: kb, k: 2, mode: sparse}}
+  grader:
+    route: prompt
+    template: trial-judge@production
+    upstream: judge
+  tuned:
+    route: finetune
+    template: triage@production
+    adapter: tuned-lora@production
+    upstream: gpu
+    variants:
+      own: {{weight: 1}}
+      untimed: {{weight: 0, adapter: tuned-lora@2}}
+      api: {{weight: 0, upstream: hosted}}
 """
+TRAIN_SECONDS = 5400
+"""`tuned-lora@1`'s recorded training time (version 2 records none)."""
+# The judge's answer per question: 4 words each, so $4 each at $1 per completion token.
+VERDICTS = {
+    "where does gamma come from": "faithfulness: 0.8\ncorrectness: 0.6",
+    "alpha beta": "faithfulness: 1\ncorrectness: 0.5",
+    "delta": "it looks fine here",
+}
+QUESTION = re.compile(r"^Question: (.*)$", re.MULTILINE)
 TEMPLATES = {
     "triage": ("Case {{ case }}. Ticket: {{ ticket }}", ["case", "ticket"]),
     "kbq": (
@@ -87,6 +126,9 @@ KB = [
     {"id": "delta", "text": "Delta facts."},
 ]
 CASE = re.compile(r"Case (\S+)\.")
+JUDGE_TEMPLATE = (
+    Path(__file__).parents[2] / "services/cli/trivium/cli/demo_templates/trial-judge.j2"
+)
 
 # triage-eval: case -> (expected label, main's answer, cheap's answer); main fails t6.
 TRIAGE = {
@@ -143,11 +185,37 @@ def backup_answer(case: str) -> str | None:
     return TRIAGE[case][2] if case in TRIAGE else "billing"
 
 
+def judge_answer(body: dict[str, Any]) -> str:
+    match = QUESTION.search(str(body["messages"][-1]["content"]))
+    return VERDICTS.get(match.group(1) if match else "", "no question")
+
+
+class _AnyAdapter:
+    """Publishes what it is given: the model service's kind checks weights these tests lack."""
+
+    name = "adapter"
+
+    def validate(self, body: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        return metadata
+
+
+async def publish_adapters(redis_url: str, prefix: str) -> None:
+    """`tuned-lora@1` (production) records its training time; `tuned-lora@2` records none."""
+    client = aioredis.Redis.from_url(redis_url)
+    registry = Registry(client, _AnyAdapter(), RegistrySettings(key_prefix=prefix), cache=False)
+    timed = {"timings": {"train_seconds": TRAIN_SECONDS, "eval_seconds": 12}}
+    await registry.publish("tuned-lora", "/adapters/tuned/1", timed, actor="qa")
+    await registry.publish("tuned-lora", "/adapters/tuned/2", {}, actor="qa")
+    await registry.promote("tuned-lora", "production", 1, actor="qa")
+    await client.aclose()
+
+
 @dataclass
 class Stack:
     gateway: ServiceProcess
     hosted: Script
     backup: Script
+    judge: OpenAIUpstream
     runner_key: str
     """invoke, read, trials."""
     app_key: str
@@ -190,10 +258,13 @@ def stack(
         running(start_retriever(tmp_path_factory.mktemp("trials-retriever"))) as retriever,
         OpenAIUpstream(model="hosted-model", reply=hosted) as hosted_up,
         OpenAIUpstream(model="backup-model", reply=backup) as backup_up,
+        OpenAIUpstream(model="judge-model", reply=judge_answer) as judge_up,
     ):
         seed_collection(retriever, "kb", KB)
         policy_file = tmp / "policy.yaml"
-        policy_file.write_text(POLICY.format(hosted=hosted_up.url, backup=backup_up.url))
+        policy_file.write_text(
+            POLICY.format(hosted=hosted_up.url, backup=backup_up.url, judge=judge_up.url)
+        )
         env = trivium_env(
             tmp,
             redis_server.url,
@@ -205,9 +276,12 @@ def stack(
             TRIVIUM_GATEWAY__STATS__FLUSH_S="0.1",
             TRIVIUM_GATEWAY__UPSTREAM__MAX_RETRIES="0",
         )
+        asyncio.run(publish_adapters(redis_server.url, env["TRIVIUM_REGISTRY__KEY_PREFIX"]))
         with running(start_gateway(tmp, env)) as gateway, gateway.client() as http:
             for name, (body, variables) in TEMPLATES.items():
                 publish_template(http, name, body, variables, ADMIN)
+            judge_body, judge_metadata = parse_template_file(JUDGE_TEMPLATE.read_text())
+            publish_template(http, "trial-judge", judge_body, judge_metadata["variables"], ADMIN)
             keys = {}
             for name, scopes in (("runner", ["invoke", "read", "trials"]),
                                  ("product", ["invoke", "feedback"])):  # fmt: skip
@@ -218,7 +292,9 @@ def stack(
                 )
                 assert created.status_code == 201, created.text
                 keys[name] = created.json()["key"]
-            deployed = Stack(gateway, hosted, backup, keys["runner"], keys["product"], env)
+            deployed = Stack(
+                gateway, hosted, backup, judge_up, keys["runner"], keys["product"], env
+            )
             with deployed.http() as runner:
                 triage = [
                     {"id": case, "input": {"case": case, "ticket": f"ticket {case}"},
@@ -232,6 +308,7 @@ def stack(
                     for case, (question, answer, doc_ids, _) in DOCS.items()
                 ]  # fmt: skip
                 publish(runner, "docs-eval", docs)
+                publish(runner, "tuned-eval", triage_rows("u", 2))
             yield deployed
 
 
@@ -556,3 +633,93 @@ def test_without_a_gateway_or_a_running_stack_it_says_so(tmp_path: Path) -> None
     )
     assert result.exit_code == 1
     assert "no running stack found (trivium up); pass --gateway URL" in result.output
+
+
+def test_adapter_versions_are_read_with_their_metadata(stack: Stack) -> None:
+    with stack.http() as http:
+        production = http.get("/v1/adapters/tuned-lora/labels/production")
+        second = http.get("/v1/adapters/tuned-lora/versions/2")
+        refusals = {
+            path: http.get(path)
+            for path in (
+                "/v1/adapters/nope/labels/production",
+                "/v1/adapters/tuned-lora/labels/staging",
+                "/v1/adapters/tuned-lora/versions/9",
+                "/v1/adapters/Bad!/versions/1",
+            )
+        }
+    assert production.status_code == 200, production.text
+    shown = production.json()
+    assert set(shown) == {"name", "version", "sha256", "metadata", "created_at", "created_by"}
+    assert (shown["name"], shown["version"], shown["created_by"]) == ("tuned-lora", 1, "qa")
+    assert shown["metadata"]["timings"]["train_seconds"] == TRAIN_SECONDS
+    assert (second.status_code, second.json()["version"], second.json()["metadata"]) == (200, 2, {})
+    assert {path: (r.status_code, r.json()["field"]) for path, r in refusals.items()} == {
+        "/v1/adapters/nope/labels/production": (404, "name"),
+        "/v1/adapters/tuned-lora/labels/staging": (404, "label"),
+        "/v1/adapters/tuned-lora/versions/9": (404, "version"),
+        "/v1/adapters/Bad!/versions/1": (400, "name"),
+    }
+    with stack.http(stack.app_key) as product:  # invoke + feedback: no read
+        refused = product.get("/v1/adapters/tuned-lora/labels/production")
+    assert refused.status_code == 403, refused.text
+
+
+async def test_a_finetune_arm_costs_its_training_time_at_the_gpu_hour_price(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trivium.trials.training")
+    async with GatewayClient(stack.url, stack.runner_key) as client:
+        runner = TrialRunner(client, scorer=score_case, summariser=summarise_trial)
+        plan = TrialPlan("tuned", "tuned-eval", arms=["finetune", "untimed", "api"])
+        outcome = await runner.run(plan)
+    assert outcome.record.status == "finished"
+    assert arm(outcome.record, "finetune").training_cost_usd == TRAIN_SECONDS / 3600 * 3.6
+    assert arm(outcome.record, "untimed").training_cost_usd is None  # no timings recorded
+    assert arm(outcome.record, "api").training_cost_usd is None  # a per-token price
+    said = {r.__dict__["arm"]: r.__dict__["reason"] for r in caplog.records}
+    assert set(said) == {"untimed", "api"}
+    assert "tuned-lora@2 records no timings.train_seconds" in said["untimed"]
+    assert "no GPU-hour price" in said["api"]
+
+
+async def test_the_judge_scores_each_answer_and_its_cost_is_apart(stack: Stack) -> None:
+    async with GatewayClient(stack.url, stack.runner_key) as client:
+        runner = TrialRunner(client, scorer=score_case, summariser=summarise_trial)
+        plan = TrialPlan("docs", "docs-eval", arms=["rag"], concurrency=3, judge="grader")
+        outcome = await runner.run(plan)
+        cases = {c.case_id: c for c in await client.cases(outcome.record.id, "rag")}
+    rag = arm(outcome.record, "rag")
+    assert (rag.judge_faithfulness.value, rag.judge_faithfulness.n) == ((0.8 + 1) / 2, 2)
+    assert (rag.judge_correctness.value, rag.judge_correctness.n) == ((0.6 + 0.5) / 2, 2)
+    assert (rag.judge_cost_usd, rag.judge_unscored) == (3 * 4.0, 1)
+    assert cases["q2"].judge_error == "unparseable"
+    assert cases["q2"].scores.judge_faithfulness is None
+    assert cases["q2"].scores.judge_correctness is None
+    assert cases["q0"].scores.judge_faithfulness == 0.8
+    assert all(c.judge_cost_usd == 4.0 for c in cases.values())
+    assert rag.cost_per_1k_requests_usd.value == pytest.approx(
+        sum(c.cost_usd for c in cases.values()) / 3 * 1000, rel=1e-9
+    )
+    assert all(0 < c.cost_usd < 1 for c in cases.values())  # the arm's own, judge apart
+    # the judge read the question, the answer, the reference and the cited passages' texts
+    [asked] = [
+        r.body["messages"][-1]["content"]
+        for r in stack.judge.requests
+        if "Question: where does gamma come from" in r.body["messages"][-1]["content"]
+    ]
+    assert "Reference answer: gamma source" in asked
+    assert "Answer to grade: The gamma source." in asked
+    assert "] Gamma rays come from the gamma source." in asked
+    with stack.http() as http:
+        stored = http.get(f"/v1/trials/{outcome.record.id}/cases", params={"arm": "rag"}).text
+        metrics = http.get("/metrics").text
+    assert "Gamma rays" not in stored  # the passages' texts are not kept with the results
+    grader = {"feature": "grader", "route": "prompt", "variant": "", "status": "ok"}
+    assert sample_value(metrics, "trivium_requests_total", **grader, traffic="trial") == 3
+    with stack.http(stack.app_key) as product:
+        answered = product.post(
+            "/v1/features/docs/invoke", json={"input": {"case": "p", "question": "gamma"}}
+        )
+    assert answered.status_code == 200, answered.text
+    assert all("text" not in c for c in answered.json()["citations"])  # production: no texts

@@ -178,6 +178,7 @@ async def test_finetune_then_register_idempotently(
     assert resolved.metadata["metrics"]["eval_examples"] == 12
     assert resolved.metadata["weights_sha256"] == identity["weights_sha256"]
     assert resolved.metadata["prompt_format"] == report.prompt_format
+    assert resolved.metadata["timings"]["train_seconds"] == report.train_seconds  # trials price it
     assert resolved.created_by == "tests"
 
     again = await register_finetuned(store, "triage-test", out_dir, report, actor="tests")

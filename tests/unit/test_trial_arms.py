@@ -33,16 +33,29 @@ def test_every_road_whose_needs_the_entry_names_in_road_order_then_variants() ->
         },
     )
     arms = feature_arms(policy, "triage")
+    local: dict[str, Any] = {"upstream": "local"}
+    adapter: dict[str, Any] = {"adapter": "a@production", "upstream": "local"}
     assert arms == [
-        ArmSpec("prompt", "prompt", None),
-        ArmSpec("rag", "rag", 0.4),
-        ArmSpec("finetune", "finetune", None),
-        ArmSpec("rag+prompt", "rag+prompt", 0.4, default=False),
-        ArmSpec("finetune+rag", "finetune+rag", 0.4, default=False),
-        ArmSpec("extractive", "extractive", 0.4, default=False),
-        ArmSpec("dense", "rag", None),  # its own retrieval block sets no threshold
-        ArmSpec("short", "prompt", None),  # the feature's road
+        ArmSpec("prompt", "prompt", None, **local),
+        ArmSpec("rag", "rag", 0.4, **local),
+        ArmSpec("finetune", "finetune", None, **adapter),
+        ArmSpec("rag+prompt", "rag+prompt", 0.4, default=False, **local),
+        ArmSpec("finetune+rag", "finetune+rag", 0.4, default=False, **adapter),
+        ArmSpec("extractive", "extractive", 0.4, default=False, **local),
+        ArmSpec("dense", "rag", None, **local),  # its own retrieval block sets no threshold
+        ArmSpec("short", "prompt", None, **local),  # the feature's road
     ]
+
+
+def test_a_variant_serves_its_own_adapter_on_its_own_upstream() -> None:
+    policy = _policy(
+        route="finetune",
+        adapter="a@production",
+        variants={"next": {"weight": 1, "adapter": "a@3", "upstream": "gpu"}},
+    )
+    arms = {a.name: a for a in feature_arms(policy, "triage")}
+    assert (arms["finetune"].adapter, arms["finetune"].upstream) == ("a@production", "local")
+    assert (arms["next"].adapter, arms["next"].upstream) == ("a@3", "gpu")
 
 
 def test_retrieval_without_a_template_opens_only_extractive() -> None:

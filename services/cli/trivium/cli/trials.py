@@ -97,6 +97,14 @@ def trial() -> None:
 )
 @click.option("--resume", "resume", metavar="ID", default=None, help="Resume trial ID.")
 @click.option("--note", default=None, help="A note stored with the trial.")
+@click.option(
+    "--judge",
+    "judge",
+    metavar="FEATURE",
+    default=None,
+    help="Score each answer with this feature of the policy (an LLM judge: faithfulness and "
+    "correctness); its cost is reported apart.",
+)
 @gateway_option
 @key_option
 @pass_state
@@ -109,6 +117,7 @@ def run(
     batch_size: int,
     resume: str | None,
     note: str | None,
+    judge: str | None,
     gateway: str | None,
     api_key: str | None,
 ) -> None:
@@ -126,6 +135,7 @@ def run(
         concurrency=concurrency,
         resume=resume,
         note=note,
+        judge=judge,
     )
 
     async def main() -> RunOutcome:
@@ -140,13 +150,13 @@ def run(
             try:
                 return await run_until_ctrl_c(runner, plan)
             except TrialAbortedError as exc:
-                _say_resume(exc.record, gateway)
+                _say_resume(exc.record, gateway, judge)
                 raise
 
     outcome = run_async(main())
     if outcome.interrupted:
         click.echo(f"interrupted: trial {outcome.record.id}, {_progress(outcome.record)}", err=True)
-        _say_resume(outcome.record, gateway)
+        _say_resume(outcome.record, gateway, judge)
         sys.exit(EXIT_INTERRUPTED)
     click.echo(f"trial {outcome.record.id} finished: {_progress(outcome.record)}")
     _print_record(outcome.record)
@@ -286,8 +296,8 @@ def with_gateway(
     return run_async(main())
 
 
-def _say_resume(record: TrialRecord, gateway: str | None) -> None:
-    click.echo(f"resume with: {resume_command(record, gateway)}", err=True)
+def _say_resume(record: TrialRecord, gateway: str | None, judge: str | None = None) -> None:
+    click.echo(f"resume with: {resume_command(record, gateway, judge)}", err=True)
 
 
 def _progress(record: TrialRecord) -> str:

@@ -15,6 +15,7 @@ from trivium.common.http.probes import PrometheusController, healthz, http_metri
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.redis import open_redis
+from trivium.gateway.adapters import AdapterController
 from trivium.gateway.callers import (
     Authenticator,
     KeyCache,
@@ -141,6 +142,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             stats.start()
             answers.start()
             app.state.templates = templates
+            app.state.adapters = adapters
             app.state.datasets = DatasetStore(client, settings.registry)
             app.state.stats = stats
             rollout_store = RolloutStore(client, prefix)
@@ -219,6 +221,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             ChatCompletionsController,
             list_models,
             TemplateController,
+            AdapterController,
             DatasetController,
             KeyController,
             TrialController,
@@ -233,6 +236,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         ],
         dependencies={
             "templates": _state_getter("templates"),
+            "adapters": _state_getter("adapters"),
             "datasets": _state_getter("datasets"),
             "renderer": _state_getter("renderer"),
             "policy": Provide(provide_policy, sync_to_thread=False),

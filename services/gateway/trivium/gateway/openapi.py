@@ -226,7 +226,7 @@ def _registry_references(document: dict[str, Any]) -> None:
     naming the parameter), so the template and dataset routes read them as plain strings; the
     patterns are here."""
     for path, operations in document["paths"].items():
-        if not path.startswith(("/v1/templates/", "/v1/datasets/")):
+        if not path.startswith(("/v1/templates/", "/v1/datasets/", "/v1/adapters/")):
             continue
         for operation in operations.values():
             for parameter in operation.get("parameters", ()):

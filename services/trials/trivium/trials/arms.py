@@ -17,6 +17,7 @@ from typing import Any
 from trivium.common.errors import InvalidInputError, NotFoundError
 
 __all__ = (
+    "ADAPTER_ROADS",
     "DEFAULT_ROADS",
     "RETRIEVAL_ROADS",
     "ROADS",
@@ -35,6 +36,8 @@ ROAD_NEEDS: dict[str, tuple[str, ...]] = {
     "finetune+rag": ("adapter", "retrieval"),
     "extractive": ("retrieval",),
 }
+ADAPTER_ROADS = frozenset({"finetune", "finetune+rag"})
+"""Roads that serve the feature's (or its variant's) adapter."""
 DEFAULT_ROADS = frozenset({"prompt", "rag", "finetune"})
 """The roads the decision is between; a trial runs those a feature can take unless told."""
 RETRIEVAL_ROADS = frozenset({"rag", "rag+prompt", "finetune+rag", "extractive"})
@@ -51,6 +54,10 @@ class ArmSpec:
     min_groundedness: float | None
     default: bool = True
     """Run when no arms are named (see DEFAULT_ROADS)."""
+    adapter: str | None = None
+    """The adapter reference it serves (`name@label`, `name@3`), on the adapter roads only."""
+    upstream: str | None = None
+    """The upstream it calls (its price prices a fine-tune's training hour)."""
 
 
 def feature_arms(policy: Mapping[str, Any], feature: str) -> list[ArmSpec]:
@@ -63,7 +70,14 @@ def feature_arms(policy: Mapping[str, Any], feature: str) -> list[ArmSpec]:
             f"the gateway's policy has no feature {feature!r} (features: {known})", field="feature"
         )
     arms = [
-        ArmSpec(road, road, _threshold(road, entry.get("retrieval")), road in DEFAULT_ROADS)
+        ArmSpec(
+            road,
+            road,
+            _threshold(road, entry.get("retrieval")),
+            road in DEFAULT_ROADS,
+            _adapter(road, entry.get("adapter")),
+            entry.get("upstream"),
+        )
         for road in ROADS
         if all(entry.get(need) is not None for need in ROAD_NEEDS[road])
     ]
@@ -72,7 +86,9 @@ def feature_arms(policy: Mapping[str, Any], feature: str) -> list[ArmSpec]:
     for name, variant in (entry.get("variants") or {}).items():
         road = variant.get("route") or entry["route"]
         retrieval = variant.get("retrieval") or entry.get("retrieval")
-        arms.append(ArmSpec(name, road, _threshold(road, retrieval)))
+        adapter = _adapter(road, variant.get("adapter") or entry.get("adapter"))
+        upstream = variant.get("upstream") or entry.get("upstream")
+        arms.append(ArmSpec(name, road, _threshold(road, retrieval), True, adapter, upstream))
     return arms
 
 
@@ -96,3 +112,7 @@ def _threshold(road: str, retrieval: Any) -> float | None:
         return None
     value = retrieval.get("min_groundedness")
     return float(value) if value is not None else None
+
+
+def _adapter(road: str, adapter: Any) -> str | None:
+    return adapter if road in ADAPTER_ROADS and isinstance(adapter, str) else None

@@ -1,5 +1,5 @@
-"""The gateway as a trial sees it: its policy, dataset, trial, stats and invoke routes over aiohttp,
-with the caller's bearer key.
+"""The gateway as a trial sees it: its policy, dataset, adapter, trial, stats and invoke routes
+over aiohttp, with the caller's bearer key.
 
 Every route but invoke raises `GatewayError` on a non-2xx answer (the problem's detail, code
 and field); invoke hands back the raw status and body, since an error there is a case's result.
@@ -107,6 +107,14 @@ class GatewayClient:
             params["selector"] = selector
         return await self._call(
             "GET", f"/v1/datasets/{_seg(name)}/rows", DatasetRowsPage, params=params
+        )
+
+    async def adapter_version(self, name: str, selector: str) -> dict[str, Any]:
+        """`GET /v1/adapters/{name}/labels/{label}` or `.../versions/{n}` (scope `read`): the
+        version `name@selector` names, with its metadata."""
+        where = "versions" if selector.isdigit() else "labels"
+        return await self._call(
+            "GET", f"/v1/adapters/{_seg(name)}/{where}/{_seg(selector)}", dict[str, Any]
         )
 
     async def feature_stats(self, feature: str) -> FeatureStats:

@@ -15,13 +15,15 @@ import msgspec
 from trivium.common.contracts.datasets import DatasetRow
 from trivium.common.contracts.trials import CaseResult
 
-__all__ = ("case_result", "invoke_body")
+__all__ = ("case_result", "invoke_body", "read_answer")
 
 STAGES = ("retrieve", "rerank", "render", "generate", "verify")
 
 
 class _Citation(msgspec.Struct):
     doc_id: str
+    text: str | None = None
+    """Sent on trial traffic only: what an LLM judge reads as the answer's evidence."""
 
 
 class _Usage(msgspec.Struct):
@@ -67,18 +69,31 @@ def invoke_body(row: DatasetRow, trial_id: str, arm: str) -> dict[str, Any]:
 def case_result(case_id: str, arm: str, status: int, body: bytes) -> CaseResult:
     """The gateway's answer to one case: a 2xx `InvokeResponse`, else an error whose `error`
     is the problem's `code` (`http_<status>` when the body is not problem+json)."""
+    return read_answer(case_id, arm, status, body)[0]
+
+
+def read_answer(case_id: str, arm: str, status: int, body: bytes) -> tuple[CaseResult, list[str]]:
+    """`case_result`, and the texts of the passages the answer was given (each once, in
+    citation order; empty off the retrieval roads). The texts are kept for the judge only,
+    never stored with the result."""
     if not 200 <= status < 300:
         try:
             code = _problem.decode(body).code
         except msgspec.DecodeError:
             code = f"http_{status}"
-        return CaseResult(case_id=case_id, arm=arm, ok=False, status=status, error=code)
+        return CaseResult(case_id=case_id, arm=arm, ok=False, status=status, error=code), []
     try:
         answer = _answer.decode(body)
     except msgspec.DecodeError as exc:
-        return CaseResult(
+        failed = CaseResult(
             case_id=case_id, arm=arm, ok=False, status=status, error=f"bad_response: {exc}"
         )
+        return failed, []
+    passages = list(dict.fromkeys(c.text for c in answer.citations if c.text))
+    return _result(case_id, arm, status, answer), passages
+
+
+def _result(case_id: str, arm: str, status: int, answer: _Answer) -> CaseResult:
     return CaseResult(
         case_id=case_id,
         arm=arm,

@@ -5,8 +5,11 @@ creates the trial (`POST /v1/trials`, the dataset resolved to `name@version` so 
 reads the same rows), then sends each pending case to each arm (`trial: {id, arm}` forces the
 arm) from `concurrency` workers, scores each answer (`Scorer`), and stores results in batches
 (`PUT /v1/trials/{id}/cases`). When every case is stored it reads them back, summarises them
-(`Summariser`), adds production's feedback rates per arm where the stats window has any
-(`trivium.trials.online`), and stores the summary, which finishes the trial.
+(`Summariser`) with each fine-tune arm's one-off training cost where the adapter's metadata
+and the policy's GPU-hour price give one (`trivium.trials.training`), adds production's
+feedback rates per arm where the stats window has any (`trivium.trials.online`), and stores
+the summary, which finishes the trial. With a judge (`TrialPlan.judge`, a feature of the
+policy), each answered case is also scored by it through invoke (`trivium.trials.judge`).
 
 Setting `stop` (the CLI sets it on Ctrl-C) cancels the cases in flight, stores what is done,
 marks the trial `interrupted` and returns; a resumed run (`TrialPlan.resume`) reads the stored
@@ -41,9 +44,11 @@ from trivium.common.contracts.trials import (
 from trivium.common.errors import InvalidInputError, TriviumError
 from trivium.trials.arms import ArmSpec, choose_arms, feature_arms
 from trivium.trials.client import GatewayClient
+from trivium.trials.judge import Judge, judge_case, judge_of
 from trivium.trials.online import with_online_rates
 from trivium.trials.progress import RunObserver
-from trivium.trials.results import case_result, invoke_body
+from trivium.trials.results import invoke_body, read_answer
+from trivium.trials.training import training_costs
 from trivium.trials.work import ResultBuffer, WorkQueue
 
 __all__ = (
@@ -118,6 +123,8 @@ class TrialPlan:
     resume: str | None = None
     """A trial id: run only the cases it has no stored result for."""
     note: str | None = None
+    judge: str | None = None
+    """A feature of the policy that scores each answered case (faithfulness, correctness)."""
 
 
 @dataclass(frozen=True)
@@ -162,11 +169,15 @@ async def load_dataset(client: GatewayClient, ref: str) -> LoadedDataset:
     return LoadedDataset(name, version, rows, labels, expects)
 
 
-def resume_command(record: TrialRecord, gateway: str | None = None) -> str:
-    """The command that resumes `record`."""
+def resume_command(
+    record: TrialRecord, gateway: str | None = None, judge: str | None = None
+) -> str:
+    """The command that resumes `record` (with the same judge, when it had one)."""
     where = f" --gateway {gateway}" if gateway else ""
+    judged = f" --judge {judge}" if judge else ""
     return (
-        f"trivium trial run {record.feature} --dataset {record.dataset}{where} --resume {record.id}"
+        f"trivium trial run {record.feature} --dataset {record.dataset}{where}{judged} "
+        f"--resume {record.id}"
     )
 
 
@@ -222,6 +233,7 @@ class TrialRunner:
             raise InvalidInputError("concurrency must be at least 1", field="concurrency")
         policy = await self.client.policy()
         available = feature_arms(policy, plan.feature)
+        judge = judge_of(policy, plan.judge) if plan.judge is not None else None
         policy_hash = policy.get("hash")
         record, arms, dataset = await self._open(
             plan, available, policy_hash if isinstance(policy_hash, str) else None
@@ -239,6 +251,7 @@ class TrialRunner:
                 "arms": [arm.name for arm in arms],
                 "pending": {arm: len(rows) for arm, rows in pending.items()},
                 "resumed": plan.resume is not None,
+                "judge": plan.judge,
             },
         )
         queue = WorkQueue(pending)
@@ -256,7 +269,7 @@ class TrialRunner:
             while (item := queue.take()) is not None:
                 arm, row = item
                 sent += 1
-                result = await self._case(record, specs[arm], row, dataset.labels)
+                result = await self._case(record, specs[arm], row, dataset.labels, judge)
                 self.observer.advance(result)
                 await buffer.add(result)
 
@@ -277,7 +290,7 @@ class TrialRunner:
         if stopped:
             record = await self._interrupt(record, buffer)
             return RunOutcome(record, interrupted=True, sent=sent)
-        record = await self._finish(record, arms, dataset)
+        record = await self._finish(record, arms, dataset, policy)
         return RunOutcome(record, interrupted=False, sent=sent)
 
     async def _open(
@@ -332,18 +345,26 @@ class TrialRunner:
         }
 
     async def _case(
-        self, record: TrialRecord, arm: ArmSpec, row: DatasetRow, labels: Sequence[str]
+        self,
+        record: TrialRecord,
+        arm: ArmSpec,
+        row: DatasetRow,
+        labels: Sequence[str],
+        judge: Judge | None,
     ) -> CaseResult:
         status, body = await self.client.invoke(
             record.feature, invoke_body(row, record.id, arm.name)
         )
-        result = case_result(row.id, arm.name, status, body)
+        result, passages = read_answer(row.id, arm.name, status, body)
         if not result.ok:
             return result
         scores = self.scorer(
             row.expected, result, labels=labels, min_groundedness=arm.min_groundedness
         )
-        return msgspec.structs.replace(result, scores=scores)
+        result = msgspec.structs.replace(result, scores=scores)
+        if judge is None:
+            return result
+        return await judge_case(self.client, judge, record.id, row, result, passages)
 
     async def _interrupt(self, record: TrialRecord, buffer: ResultBuffer) -> TrialRecord:
         """Store what is done and mark the trial interrupted, as far as the gateway lets us."""
@@ -367,10 +388,17 @@ class TrialRunner:
         return record
 
     async def _finish(
-        self, record: TrialRecord, arms: Sequence[ArmSpec], dataset: LoadedDataset
+        self,
+        record: TrialRecord,
+        arms: Sequence[ArmSpec],
+        dataset: LoadedDataset,
+        policy: Mapping[str, Any],
     ) -> TrialRecord:
         results = {arm.name: await self.client.cases(record.id, arm.name) for arm in arms}
-        summary = self.summariser(results, labels=dataset.labels, expects=dataset.expects)
+        training = await training_costs(self.client, policy, arms)
+        summary = self.summariser(
+            results, labels=dataset.labels, expects=dataset.expects, training_costs=training
+        )
         summary = await self._with_online_rates(record, arms, summary)
         record = await self.client.put_summary(record.id, summary)
         log.info("trial finished", extra={"trial": record.id, "done": record.done})

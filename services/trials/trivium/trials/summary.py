@@ -9,6 +9,8 @@ How cases count (so the numbers mean the same thing in every report):
   to the error rate. A withheld answer (ok, no output) is answered, and scored as empty.
 - Fallbacks, tokens and cost are over every case sent: cost per 1,000 requests is what 1,000
   requests of this arm cost, failed ones included at whatever they recorded (usually nothing).
+- The LLM judge (optional) scores answered cases; its cost is summed apart from the arm's, and
+  cases it gave no scores (an unparseable answer, a failed call) are counted.
 - Every rate and mean carries a 95% percentile-bootstrap interval (2,000 resamples, seed 0).
 - Comparisons pair the cases both arms answered: an exact McNemar test for the yes/no scores
   (accuracy, exact match, out-of-label and ungrounded answers), a paired bootstrap for the rest
@@ -124,6 +126,7 @@ def summarise_arm(
     label, answer, docs = ("label" in expects), ("answer" in expects), ("doc_ids" in expects)
     classified = [r for r in answered if r.scores.expected_label is not None] if label else []
     truths = [r.scores.expected_label or "" for r in classified]
+    judged = [r for r in results if r.judge_cost_usd is not None or r.judge_error is not None]
     guesses = [r.scores.predicted_label for r in classified]
     return ArmSummary(
         arm=arm,
@@ -145,6 +148,8 @@ def summarise_arm(
         ungrounded=_estimate(answered, lambda r: r.scores.ungrounded),
         judge_faithfulness=_estimate(answered, lambda r: r.scores.judge_faithfulness),
         judge_correctness=_estimate(answered, lambda r: r.scores.judge_correctness),
+        judge_cost_usd=sum(r.judge_cost_usd or 0.0 for r in judged) if judged else None,
+        judge_unscored=sum(r.judge_error is not None for r in judged) if judged else None,
     )
 
 

@@ -80,6 +80,11 @@ class CaseResult(msgspec.Struct, frozen=True, omit_defaults=True):
     """The problem's `code` when not ok."""
     answer_id: str | None = None
     scores: CaseScores = CaseScores()
+    judge_cost_usd: float | None = None
+    """What the LLM judge's call cost (None: not judged); never part of `cost_usd`."""
+    judge_error: str | None = None
+    """Judged without scores: `unparseable` (the judge's answer is not the strict format)
+    or the judge call's problem code."""
 
 
 class Estimate(msgspec.Struct, frozen=True):
@@ -123,6 +128,9 @@ class ArmSummary(msgspec.Struct, frozen=True, omit_defaults=True):
     judge_faithfulness: Estimate | None = None
     judge_correctness: Estimate | None = None
     judge_cost_usd: float | None = None
+    """The LLM judge's calls on this arm's cases, summed; apart from the arm's own cost."""
+    judge_unscored: int | None = None
+    """Cases the judge was asked about that got no scores (an unparseable answer or an error)."""
     training_cost_usd: float | None = None
     """Fine-tune arms: the adapter's recorded training time times the policy's GPU-hour price."""
     online: dict[str, Estimate] | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import msgspec
+
 from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.cost import answer_cost
 from trivium.gateway.invoke.groundedness import Groundedness
@@ -57,6 +59,7 @@ def build_answer(
     scorer: Groundedness,
 ) -> InvokeResponse:
     groundedness, verdict, verify_ms = _verify(plan, generated.text, scorer)
+    trial = call.request.trial is not None
     usage = generated.usage
     template = plan.template.ref if plan.template is not None else None
     return InvokeResponse(
@@ -76,6 +79,7 @@ def build_answer(
                 offsets=(hit.start, hit.end),
                 score=hit.score,
                 title=hit.title,
+                text=hit.text if trial else msgspec.UNSET,
             )
             for i, hit in enumerate(plan.hits, start=1)
         ],

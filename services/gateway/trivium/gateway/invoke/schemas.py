@@ -65,6 +65,9 @@ class Citation(msgspec.Struct, frozen=True):
     offsets: tuple[int, int]
     score: float
     title: str | None = None
+    text: str | msgspec.UnsetType = msgspec.UNSET
+    """The passage's text: on trial traffic only (an LLM judge reads what was cited);
+    absent from production answers, which the caller's own retrieval can resolve."""
 
 
 class Usage(msgspec.Struct, frozen=True):

@@ -27,7 +27,7 @@ async def register_finetuned(
 ) -> PublishResult:
     """Copy the adapter in `out_dir` into the store and publish it as a version of `name`,
     with the run's metadata (base model and its sha256, dataset sha256, hyper-parameters,
-    metrics, prompt format). Publishing the same directory again is a no-op."""
+    metrics, prompt format, training time). Publishing the same directory again is a no-op."""
     return await store.register(name, out_dir, report.metadata(), actor=actor)
 
 

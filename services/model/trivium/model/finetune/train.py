@@ -75,7 +75,9 @@ class FinetuneReport:
     """Set once the adapter is registered."""
 
     def metadata(self) -> dict[str, Any]:
-        """What the registry stores with the adapter (deterministic for one trained dir)."""
+        """What the registry stores with the adapter (deterministic for one trained dir: the
+        timings are the run's, as its metadata file records them). A trial prices the
+        adapter's one-off training from `timings.train_seconds`."""
         return {
             "base_model": self.base_model,
             "base_model_sha256": self.base_model_sha256,
@@ -83,6 +85,7 @@ class FinetuneReport:
             "hyperparameters": self.hyperparameters,
             "metrics": asdict(self.metrics),
             "prompt_format": self.prompt_format,
+            "timings": {"train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds},
         }
 
     def summary(self) -> str:
@@ -262,9 +265,6 @@ def finetune(
 
 def write_metadata(report: FinetuneReport) -> Path:
     path = report.adapter_dir / METADATA_FILE
-    document = {
-        **report.metadata(),
-        "timings": {"train_seconds": report.train_seconds, "eval_seconds": report.eval_seconds},
-    }
+    document = report.metadata()
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

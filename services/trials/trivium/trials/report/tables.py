@@ -127,6 +127,8 @@ def arm_rows(arm: ArmSummary) -> list[KpiRow]:
         rows.append(_plain_row("training cost (one-off)", f"${arm.training_cost_usd:,.2f}"))
     if arm.judge_cost_usd is not None:
         rows.append(_plain_row("judge cost", f"${arm.judge_cost_usd:,.4f}"))
+    if arm.judge_unscored:
+        rows.append(_plain_row("judge: unscored cases", str(arm.judge_unscored)))
     rows += _estimates(arm, RELIABILITY)
     rows.append(_plain_row("cases", str(arm.cases)))
     return rows
