@@ -14,7 +14,13 @@ from typing import Literal
 import click
 
 from trivium.cli.context import CliState
-from trivium.cli.trials import gateway_option, key_option, with_gateway
+from trivium.cli.trials import (
+    gateway_option,
+    key_option,
+    report_format_option,
+    report_out_option,
+    with_gateway,
+)
 
 __all__ = ("decide",)
 
@@ -24,19 +30,8 @@ pass_state = click.make_pass_decorator(CliState)
 @click.command()
 @click.argument("feature")
 @click.option("--trial", "trial_id", required=True, metavar="ID", help="A finished trial's id.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["md", "html", "json"]),
-    default="md",
-    show_default=True,
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write here (md also writes its plots beside it); default: print to stdout.",
-)
+@report_format_option
+@report_out_option
 @gateway_option
 @key_option
 @pass_state

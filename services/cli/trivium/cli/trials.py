@@ -47,6 +47,19 @@ gateway_option = click.option(
     default=None,
     help="The gateway's base URL; default: the running stack's (stack.json).",
 )
+report_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html", "json"]),
+    default="md",
+    show_default=True,
+)
+report_out_option = click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here (md also writes its plots beside it); default: print to stdout.",
+)
 key_option = click.option(
     "--api-key",
     "api_key",
@@ -215,19 +228,8 @@ def show(
 
 @trial.command()
 @click.argument("trial_id", metavar="ID")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["md", "html", "json"]),
-    default="md",
-    show_default=True,
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write here (md also writes its plots beside it); default: print to stdout.",
-)
+@report_format_option
+@report_out_option
 @gateway_option
 @key_option
 @pass_state

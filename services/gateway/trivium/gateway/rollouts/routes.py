@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK
 
 from trivium.gateway.callers.auth import ACTOR, require_scope
 from trivium.gateway.policy.document import NAME_PATTERN
-from trivium.gateway.rollouts.controller import RolloutController
+from trivium.gateway.rollouts.controller import Action, RolloutController
 from trivium.gateway.rollouts.schemas import RolloutList, RolloutView
 from trivium.gateway.route_docs import native_errors, scoped
 
@@ -27,6 +28,30 @@ _ONE = "/{feature:str}/{variant:str}"
 def _controller(request: Request[Any, Any, Any]) -> RolloutController:
     found: RolloutController = request.app.state.rollouts
     return found
+
+
+def _operator_action(action: Action, summary: str) -> HTTPRouteHandler:
+    """`POST /v1/rollouts/{feature}/{variant}/<action>`: one of the operator's hands."""
+
+    async def act(
+        self: Controller,
+        request: Request[Any, Any, Any],
+        actor: str,
+        feature: FeatureName,
+        variant: VariantName,
+    ) -> RolloutView:
+        return await _controller(request).act(feature, variant, action, actor)
+
+    act.__name__ = act.__qualname__ = action
+    return post(
+        f"{_ONE}/{action}",
+        opt={"scope": "policy:reload"},
+        security=scoped("policy:reload"),
+        responses=native_errors(400, 404, 409),
+        dependencies={"actor": ACTOR},
+        status_code=HTTP_200_OK,
+        summary=summary,
+    )(act)
 
 
 class RolloutRoutes(Controller):
@@ -57,56 +82,10 @@ class RolloutRoutes(Controller):
     ) -> RolloutView:
         return await _controller(request).show(feature, variant)
 
-    @post(
-        f"{_ONE}/pause",
-        opt={"scope": "policy:reload"},
-        security=scoped("policy:reload"),
-        responses=native_errors(400, 404, 409),
-        dependencies={"actor": ACTOR},
-        status_code=HTTP_200_OK,
-        summary="Hold the rollout at its step (its guards still roll it back)",
+    pause = _operator_action(
+        "pause", "Hold the rollout at its step (its guards still roll it back)"
     )
-    async def pause(
-        self,
-        request: Request[Any, Any, Any],
-        actor: str,
-        feature: FeatureName,
-        variant: VariantName,
-    ) -> RolloutView:
-        return await _controller(request).act(feature, variant, "pause", actor)
-
-    @post(
-        f"{_ONE}/resume",
-        opt={"scope": "policy:reload"},
-        security=scoped("policy:reload"),
-        responses=native_errors(400, 404, 409),
-        dependencies={"actor": ACTOR},
-        status_code=HTTP_200_OK,
-        summary="Let a paused rollout advance again",
+    resume = _operator_action("resume", "Let a paused rollout advance again")
+    abort = _operator_action(
+        "abort", "End the rollout now: the variant's weight goes to 0 until its block is edited"
     )
-    async def resume(
-        self,
-        request: Request[Any, Any, Any],
-        actor: str,
-        feature: FeatureName,
-        variant: VariantName,
-    ) -> RolloutView:
-        return await _controller(request).act(feature, variant, "resume", actor)
-
-    @post(
-        f"{_ONE}/abort",
-        opt={"scope": "policy:reload"},
-        security=scoped("policy:reload"),
-        responses=native_errors(400, 404, 409),
-        dependencies={"actor": ACTOR},
-        status_code=HTTP_200_OK,
-        summary="End the rollout now: the variant's weight goes to 0 until its block is edited",
-    )
-    async def abort(
-        self,
-        request: Request[Any, Any, Any],
-        actor: str,
-        feature: FeatureName,
-        variant: VariantName,
-    ) -> RolloutView:
-        return await _controller(request).act(feature, variant, "abort", actor)
