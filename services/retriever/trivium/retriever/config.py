@@ -67,6 +67,11 @@ class EmbeddingSection(Section):
         description="sentence-transformers directory; unset: all-MiniLM-L6-v2 from its wheel",
     )
     batch_size: int = Field(default=32, ge=1, le=1024)
+    max_batch_tokens: int = Field(
+        default=2048,
+        ge=1,
+        description="onnx: padded tokens per model call; texts are grouped by length under it",
+    )
     device: str = "cpu"
     torch_threads: int = Field(
         default=2, ge=1, description="intra-op threads of the model, on either backend"

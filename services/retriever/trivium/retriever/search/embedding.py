@@ -16,6 +16,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from trivium.retriever.config import Bm25Section, EmbeddingSection, InferenceBackend
+from trivium.retriever.search.length_batches import length_batches
 from trivium.retriever.search.onnx_cache import CachedExport, ExportKey, OnnxCache, model_digest
 from trivium.retriever.search.onnx_runtime import OnnxModel, onnxruntime_available
 from trivium.retriever.store.base import SparseVec
@@ -72,6 +73,7 @@ class DenseEmbedder:
             raise EmbeddingLoadError(f"embedding model at {path} reports no output dimension")
         self.dimension: int = dimension
         self._batch_size = section.batch_size
+        self._max_batch_tokens = section.max_batch_tokens
         self._lock = threading.Lock()
         self.backend: InferenceBackend = "torch"
         self._onnx: OnnxModel | None = None
@@ -129,16 +131,15 @@ class DenseEmbedder:
         return result
 
     def _embed_onnx(self, model: OnnxModel, texts: list[str]) -> list[list[float]]:
-        """Tokenized once, then run in batches of similar length (as encode does for torch)."""
+        """Tokenized once, then run in batches of similar length under a padded-token budget:
+        on the CPU a batch padded to one long text costs more than its texts one by one."""
         tokenizer = self._model.tokenizer
         encoded = tokenizer(
             texts, truncation="longest_first", max_length=self._model.max_seq_length
         )
-        ids = encoded["input_ids"]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self._batch_size):
-            batch = order[start : start + self._batch_size]
+        for batch in length_batches(lengths, self._batch_size, self._max_batch_tokens):
             features = tokenizer.pad(
                 {name: [column[i] for i in batch] for name, column in encoded.items()},
                 return_tensors="np",

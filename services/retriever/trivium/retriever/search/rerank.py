@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from trivium.retriever.config import InferenceBackend, OnnxVariant
+from trivium.retriever.search.length_batches import length_batches as _length_batches
 from trivium.retriever.search.onnx_cache import CachedExport, ExportKey, OnnxCache, model_digest
 from trivium.retriever.search.onnx_runtime import OnnxModel, onnxruntime_available
 
@@ -212,21 +213,6 @@ class Reranker:
         self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-
-
-def _length_batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches of at most batch_size pairs and max_tokens."""
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        # Sorted ascending, so the pair joining a batch is its longest: padded cost is n * len.
-        if batch and (len(batch) == batch_size or (len(batch) + 1) * lengths[i] > max_tokens):
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    if batch:
-        batches.append(batch)
-    return batches
 
 
 def _missing_files(model_dir: Path) -> str | None:
