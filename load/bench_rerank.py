@@ -35,6 +35,7 @@ import torch
 from sentence_transformers import CrossEncoder
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
+from trivium.retriever.config import OnnxVariant
 from trivium.retriever.search.rerank import RerankCandidate, Reranker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +142,8 @@ def main() -> None:
         contenders["int8 predict"] = predictor(
             quantized(model_dir, args.max_length), args.batch_size
         )
-    for variant in ("fp32", "int8") if args.int8 else ("fp32",):
+    variants: tuple[OnnxVariant, ...] = ("fp32", "int8") if args.int8 else ("fp32",)
+    for variant in variants:
         if args.no_onnx:
             break
         onnx[variant] = Reranker(
@@ -149,7 +151,7 @@ def main() -> None:
             batch_size=args.batch_size,
             max_length=args.max_length,
             backend="onnx",
-            onnx_variant=variant,  # type: ignore[arg-type]
+            onnx_variant=variant,
             cache_dir=ROOT / "var" / "bench" / "onnx-cache",
             cache_size=0,
             threads=args.threads,

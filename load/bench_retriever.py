@@ -3,7 +3,9 @@
     .venv/bin/python load/bench_retriever.py quality [--rerank-model DIR]
     .venv/bin/python load/bench_retriever.py speed [--sizes 10000,100000] [--rerank-model DIR]
         [--backend edge|qdrant-local]
-    both take [--embedding-backend torch|onnx] [--rerank-backend torch|onnx] [--variant int8]
+    .venv/bin/python load/bench_retriever.py backends [--repeat 3] [--sample-docs 100]
+    quality and speed take [--embedding-backend torch|onnx] [--rerank-backend torch|onnx]
+        [--variant int8]
 
 `quality` ingests CISI (1,460 abstracts) through the real service on the embedded engine and
 reports nDCG@10 and Recall@100 (document level: a document counts at its best chunk) for
@@ -11,9 +13,11 @@ BM25, dense, hybrid and hybrid + re-rank. `speed` compares ingest throughput wit
 embedding throughput of the same model, then grows the collection to each size with copies
 of the CISI chunks (their vectors jittered, so HNSW sees distinct points) and times searches,
 one at a time and then from 8 and 32 concurrent searchers (with the query micro-batcher and
-without). ONNX exports are cached under var/bench/onnx-cache. `quality --save-rankings F`
-writes each road's top 10 per query; `--compare-rankings F` reports the share of queries whose
-top 10 is in the same order as in F (an int8 run against the fp32 one).
+without). ONNX exports are cached under var/bench/onnx-cache. `backends` loads the embedding
+model on torch, ONNX fp32 and ONNX int8 in one process and alternates them round by round
+(query embedding p50, chunk throughput), so that the load of a shared machine falls on each
+alike. `quality --save-rankings F` writes each road's top 10 per query; `--compare-rankings F`
+reports the share of queries whose top 10 is in the same order as in F (int8 against fp32).
 """
 
 from __future__ import annotations
@@ -391,6 +395,60 @@ async def concurrent_searches(
     return total / (time.perf_counter() - began), latencies
 
 
+async def backends(args: argparse.Namespace) -> None:
+    docs, queries, _ = load_cisi(args.data)
+    section = RetrieverSection()
+    embedders = {
+        "torch": DenseEmbedder(section.embedding.model_copy(update={"backend": "torch"})),
+        **{
+            f"onnx {variant}": DenseEmbedder(
+                section.embedding.model_copy(update={"onnx_variant": variant}),
+                cache_dir=ONNX_CACHE,
+            )
+            for variant in ("fp32", "int8")
+        },
+    }
+    recipe = build_recipe(section)
+    texts = [
+        embedding_text(d.title, draft.chunk.text)
+        for d in docs[: args.sample_docs]
+        for draft in chunk_document(d, "h", recipe)
+    ]
+    query_texts = list(queries.values())
+    print(f"load average {load_average()}; {len(texts)} chunks, {len(query_texts)} queries")
+    single: dict[str, list[float]] = {name: [] for name in embedders}
+    rates: dict[str, list[float]] = {name: [] for name in embedders}
+    for _ in range(args.repeat):
+        for name, embedder in embedders.items():
+            for text in query_texts:
+                began = time.perf_counter()
+                embedder.embed([text])
+                single[name].append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            embedder.embed(texts)
+            rates[name].append(len(texts) / (time.perf_counter() - began))
+    print(f"{'backend':<10} {'query p50':>10} {'p95':>7} {'p99':>7}   chunks/s (median; runs)")
+    for name in embedders:
+        print(
+            f"{name:<10} {statistics.median(single[name]):>8.1f}ms "
+            f"{percentile(single[name], 0.95):>7.1f} {percentile(single[name], 0.99):>7.1f}"
+            f"   {statistics.median(rates[name]):6.1f}; "
+            f"{', '.join(f'{r:.1f}' for r in rates[name])}"
+        )
+    print(f"load average {load_average()}")
+
+
+def build_recipe(section: RetrieverSection) -> Any:
+    from trivium.retriever.indexing.documents import IndexRecipe
+
+    return IndexRecipe(
+        embedding_model="m",
+        max_chars=section.chunking.max_chars,
+        overlap_chars=section.chunking.overlap_chars,
+        bm25="",
+    )
+
+
 def service_filter() -> Any:
     from trivium.retriever.search.filters import FilterSpec
 
@@ -409,7 +467,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["quality", "speed"])
+    parser.add_argument("what", choices=["quality", "speed", "backends"])
     parser.add_argument("--data", type=Path, default=CISI)
     parser.add_argument("--rerank-model", type=Path, default=None)
     parser.add_argument(
@@ -445,7 +503,8 @@ def main() -> None:
     parser.add_argument("--save-rankings", type=Path, default=None)
     parser.add_argument("--compare-rankings", type=Path, default=None)
     args = parser.parse_args()
-    asyncio.run(quality(args) if args.what == "quality" else speed(args))
+    runs = {"quality": quality, "speed": speed, "backends": backends}
+    asyncio.run(runs[args.what](args))
 
 
 if __name__ == "__main__":

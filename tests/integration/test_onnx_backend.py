@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import cisi
 from tests.support.tiny_cross_encoder import build_tiny_cross_encoder
-from trivium.retriever.config import EmbeddingSection
+from trivium.retriever.config import EmbeddingSection, InferenceBackend
 from trivium.retriever.search.embedding import DenseEmbedder
 from trivium.retriever.search.onnx_cache import MANIFEST_FILE, MODEL_FILE, model_digest
 from trivium.retriever.search.rerank import RerankCandidate, Reranker
@@ -32,10 +32,10 @@ def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("onnx-ce") / "tiny-ce")
 
 
-def _reranker(model_dir: Path, backend: str, cache_dir: Path) -> Reranker:
+def _reranker(model_dir: Path, backend: InferenceBackend, cache_dir: Path) -> Reranker:
     return Reranker(
         model_dir, backend=backend, cache_dir=cache_dir, max_length=MAX_LENGTH, cache_size=0
-    )  # type: ignore[arg-type]
+    )
 
 
 @needs_cisi

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 CISI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cisi" / "beir"
@@ -44,7 +44,7 @@ class LexicalIndex:
         self._docs = len(docs)
 
     def top(self, query: str, k: int) -> list[str]:
-        scores: Counter[str] = Counter()
+        scores: dict[str, float] = defaultdict(float)
         for term in set(_terms(query)):
             postings = self._postings.get(term, [])
             for doc_id in postings:

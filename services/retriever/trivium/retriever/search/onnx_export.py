@@ -78,7 +78,7 @@ def export_embedder(
 
     sample = reference.tokenizer(["a short text", "a somewhat longer text to pad"], padding=True)
     _trace(Pipeline(), names, sample, target / MODEL_FILE, "embedding")
-    _optimize(target / MODEL_FILE, eager[0].auto_model.config)
+    _optimize(target / MODEL_FILE, reference[0].auto_model.config)
     if variant == "int8":
         _quantize(target / MODEL_FILE)
     expected = reference.encode(
@@ -192,11 +192,21 @@ def _optimize(path: Path, config: Any) -> None:
 
 def _quantize(path: Path) -> None:
     """int8 dynamic quantization of the weights: opt-in, lossy, checked by the benchmark."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32 = path.with_suffix(".fp32.onnx")
     path.rename(fp32)
-    quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+    try:
+        quantize_dynamic(
+            str(fp32),
+            str(path),
+            weight_type=QuantType.QInt8,
+            # shape inference knows no fused contrib ops: their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    except Exception as exc:
+        raise OnnxExportError(f"int8 quantization failed: {exc}") from exc
     fp32.unlink()
 
 
@@ -221,7 +231,8 @@ def _run_probes(
             max_length=max_length,
             return_tensors="np",
         )
-    return model.run(encoded)
+    output: np.ndarray = model.run(encoded)
+    return output
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:

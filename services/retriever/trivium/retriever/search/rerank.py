@@ -130,7 +130,6 @@ class Reranker:
             return None
         from trivium.retriever.search.onnx_export import (
             TEXT_INPUTS,
-            OnnxExportError,
             export_cross_encoder,
         )
 
@@ -140,7 +139,7 @@ class Reranker:
                 key, lambda target: export_cross_encoder(model_dir, encoder, target, variant)
             )
             return OnnxModel(self.export.path, threads=threads, input_names=TEXT_INPUTS)
-        except (OnnxExportError, OSError) as exc:
+        except Exception as exc:  # torch is the fallback; the log says why
             log.warning(
                 "onnx export of the cross-encoder failed; re-ranking on torch",
                 extra={"model": self._name, "error": str(exc)},
