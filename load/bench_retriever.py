@@ -331,6 +331,8 @@ async def speed(args: argparse.Namespace) -> None:
                     f"{percentile(totals, 0.95):>8.1f} "
                     f"{statistics.median(searches):>11.2f}"
                 )
+        if args.compare_torch:
+            await hybrid_by_backend(service, query_texts[: args.queries], total, args.repeat)
         await concurrency(service, query_texts, total, args)
         print(f"load average {load_average()}")
         await service.store.close()
@@ -349,6 +351,31 @@ def query_embedding(service: RetrieverService, query_texts: list[str], repeat: i
         f"p50 {statistics.median(single):.1f} ms, p95 {percentile(single, 0.95):.1f} ms, "
         f"p99 {percentile(single, 0.99):.1f} ms"
     )
+
+
+async def hybrid_by_backend(
+    service: RetrieverService, query_texts: list[str], total: int, repeat: int
+) -> None:
+    """Hybrid k=10 with the query embedded on torch, then on the service's own backend, round
+    by round over the same index, so both see the same machine load."""
+    embedders = {
+        "torch": DenseEmbedder(service.settings.embedding.model_copy(update={"backend": "torch"})),
+        service.dense.backend: service.dense,
+    }
+    totals: dict[str, list[float]] = {name: [] for name in embedders}
+    for _ in range(repeat):
+        for name, embedder in embedders.items():
+            service.queries = QueryBatcher(embedder.embed, max_batch=32, max_wait_s=0.001)
+            for text in query_texts:
+                request = SearchRequest(query=text, k=10, mode="hybrid")
+                totals[name].append((await service.search("cisi", request)).timings_ms["total"])
+    print(f"\nhybrid k=10 at {total:,} chunks by query-embedding backend, {repeat} rounds")
+    for name, values in totals.items():
+        print(
+            f"  {name:<6} p50 {statistics.median(values):6.1f} ms  p95 "
+            f"{percentile(values, 0.95):6.1f}  p99 {percentile(values, 0.99):6.1f}"
+        )
+    print(f"load average {load_average()}")
 
 
 async def concurrency(
@@ -500,6 +527,9 @@ def main() -> None:
         help="speed: concurrent searchers",
     )
     parser.add_argument("--concurrent-searches", type=int, default=256)
+    parser.add_argument(
+        "--compare-torch", action="store_true", help="speed: hybrid search per backend, in turns"
+    )
     parser.add_argument("--save-rankings", type=Path, default=None)
     parser.add_argument("--compare-rankings", type=Path, default=None)
     args = parser.parse_args()
