@@ -516,7 +516,7 @@ def main() -> None:
     )
     parser.add_argument("--sample-docs", type=int, default=300, help="speed: ingest sample")
     parser.add_argument("--embedding-backend", choices=["torch", "onnx"], default="onnx")
-    parser.add_argument("--rerank-backend", choices=["torch", "onnx"], default="onnx")
+    parser.add_argument("--rerank-backend", choices=["torch", "onnx"], default="torch")
     parser.add_argument(
         "--variant", choices=["fp32", "int8"], default="fp32", help="of the ONNX models"
     )
