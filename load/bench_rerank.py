@@ -1,6 +1,7 @@
 """Re-ranker benchmark: `Reranker.score` against raw `CrossEncoder.predict`, same ranking.
 
     .venv/bin/python load/bench_rerank.py [--queries 20] [--passages 50] [--threads 2] [--short]
+        [--int8] [--no-onnx]
 
 No cross-encoder can be downloaded here, so a MiniLM-L6-sized one is built locally: the
 all-MiniLM-L6-v2 BERT weights under a seeded one-label classification head (its scores mean
@@ -8,8 +9,10 @@ nothing, its cost is a real MiniLM-L6 cross-encoder's). Each query of CISI is pa
 next `--passages` CISI abstracts as they come (long ones truncated at --max-length tokens; with
 --short, cut to ~30 words). Timed per call of `--passages` pairs: (a) raw predict, (b) the
 Reranker with a cold cache, (c) the same query again (warm cache), and, with --int8, (d) raw
-predict over an int8 dynamically quantized copy of the model (torch.ao quantize_dynamic).
-The ranking check compares the argsort of each query's scores with raw predict's.
+predict over an int8 dynamically quantized copy of the model (torch.ao quantize_dynamic),
+and (e) the Reranker on ONNX Runtime (fp32, and int8 with --int8), its export cached under
+var/bench/onnx-cache. The ranking check compares the argsort of each query's scores with
+raw predict's.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from sentence_transformers import CrossEncoder
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
+from trivium.retriever.config import OnnxVariant
 from trivium.retriever.search.rerank import RerankCandidate, Reranker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,20 +125,38 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10, help="the top-k whose order is checked")
     parser.add_argument("--short", action="store_true", help="passages cut to ~30 words")
     parser.add_argument("--int8", action="store_true", help="also time int8 dynamic quantization")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime runs")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    print(f"load average at start {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     model_dir = build_minilm_cross_encoder(args.model_dir)
     workload = load_workload(args.queries, args.passages, args.short)
     raw: CrossEncoder = CrossEncoder(str(model_dir), max_length=args.max_length)
     reranker = Reranker(model_dir, batch_size=args.batch_size, max_length=args.max_length)
     baseline = predictor(raw, args.batch_size)
     contenders: dict[str, Scorer] = {"reranker cold": reranker.score}
+    onnx: dict[str, Reranker] = {}
     if args.int8:
         contenders["int8 predict"] = predictor(
             quantized(model_dir, args.max_length), args.batch_size
         )
+    variants: tuple[OnnxVariant, ...] = ("fp32", "int8") if args.int8 else ("fp32",)
+    for variant in variants:
+        if args.no_onnx:
+            break
+        onnx[variant] = Reranker(
+            model_dir,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            backend="onnx",
+            onnx_variant=variant,
+            cache_dir=ROOT / "var" / "bench" / "onnx-cache",
+            cache_size=0,
+            threads=args.threads,
+        )
+        contenders[f"onnx {variant}"] = onnx[variant].score
     warmup = [RerankCandidate("warm-up " * n, f"warm-up-{n}") for n in (1, 50, 200)]
     for scorer in (baseline, *contenders.values()):
         scorer("warm-up", warmup)
@@ -188,6 +210,7 @@ def main() -> None:
     print(
         f"score spread per query (raw predict max - min): median {statistics.median(spreads):.3f}"
     )
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     hits, misses, size = reranker.cache_info()
     print(f"cache: {hits} hits, {misses} misses, {size} entries")
 

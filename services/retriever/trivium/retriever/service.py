@@ -40,6 +40,7 @@ from trivium.retriever.indexing.documents import (
     embedding_text,
 )
 from trivium.retriever.indexing.versions import DigestCache, id_digest, index_version
+from trivium.retriever.search.batching import QueryBatcher
 from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
 from trivium.retriever.search.filters import Condition, FilterSpec, parse_filter
 from trivium.retriever.search.fusion import reciprocal_rank_fusion
@@ -80,6 +81,12 @@ class RetrieverService:
             max_chars=section.chunking.max_chars,
             overlap_chars=section.chunking.overlap_chars,
             bm25=f"{bm25.k1}:{bm25.b}:{bm25.avg_len}:{bm25.language}",
+        )
+        embedding = section.embedding
+        self.queries = QueryBatcher(
+            dense.embed,
+            max_batch=embedding.query_batch_size,
+            max_wait_s=embedding.query_batch_wait_ms / 1000,
         )
         self._write_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._digests = DigestCache(section.store.index_version_max_age_s)
@@ -312,7 +319,7 @@ class RetrieverService:
         stage = time.perf_counter()
         dense = None
         if request.mode != "sparse":
-            dense = (await asyncio.to_thread(self.dense.embed, [request.query]))[0]
+            dense = await self.queries.embed(request.query)
         sparse = self.sparse.embed_query(request.query) if request.mode != "dense" else None
         timings["embed"] = _elapsed_ms(stage, "embed")
 

@@ -62,11 +62,15 @@ def build_service(settings: RetrieverSettings) -> RetrieverService:
             batch_size=rerank.batch_size,
             max_length=rerank.max_length,
             cache_size=rerank.cache_size,
+            backend=rerank.backend,
+            onnx_variant=rerank.onnx_variant,
+            cache_dir=settings.onnx_dir,
+            threads=rerank.threads,
         )
         if rerank.model_dir is not None
         else None
     )
-    dense = DenseEmbedder(section.embedding)
+    dense = DenseEmbedder(section.embedding, cache_dir=settings.onnx_dir)
     return RetrieverService(section, store, dense, SparseEmbedder(section.bm25), reranker)
 
 
@@ -87,6 +91,8 @@ def create_app(
             extra={
                 "backend": retriever.store.backend,
                 "embedding_model": retriever.dense.name,
+                "embedding_backend": retriever.dense.backend,
+                "rerank_backend": retriever.reranker.backend if retriever.reranker else None,
                 "index_versions": versions,
             },
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ("CHUNKS", "DOCUMENTS", "SEARCHES", "STAGE_SECONDS")
+__all__ = ("CHUNKS", "DOCUMENTS", "QUERY_BATCH", "SEARCHES", "STAGE_SECONDS")
 
 STAGE_SECONDS = Histogram(
     "trivium_retriever_stage_duration_seconds",
@@ -19,3 +19,8 @@ DOCUMENTS = Counter(
     ["result"],  # added, updated, unchanged, deleted
 )
 CHUNKS = Counter("trivium_retriever_chunks_total", "Chunks written or deleted.", ["op"])
+QUERY_BATCH = Histogram(
+    "trivium_retriever_query_batch_size",
+    "Search queries embedded together in one model call.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)

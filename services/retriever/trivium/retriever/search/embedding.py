@@ -6,16 +6,24 @@ clear message instead of failing the first request.
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import qdrant_edge as qe
 
-from trivium.retriever.config import Bm25Section, EmbeddingSection
+from trivium.retriever.config import Bm25Section, EmbeddingSection, InferenceBackend
+from trivium.retriever.search.length_batches import length_batches
+from trivium.retriever.search.onnx_cache import CachedExport, ExportKey, OnnxCache, model_digest
+from trivium.retriever.search.onnx_runtime import OnnxModel, onnxruntime_available
 from trivium.retriever.store.base import SparseVec
 
 __all__ = ("BUNDLED_MODEL_NAME", "DenseEmbedder", "EmbeddingLoadError", "SparseEmbedder")
+
+log = logging.getLogger(__name__)
 
 BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -36,9 +44,14 @@ def bundled_model_dir() -> Path:
 
 
 class DenseEmbedder:
-    """Unit-length embeddings (cosine = dot product); one encode at a time per process."""
+    """Unit-length embeddings (cosine = dot product); one encode at a time per process.
 
-    def __init__(self, section: EmbeddingSection) -> None:
+    With `backend: onnx` the model runs on ONNX Runtime from an export cached under
+    `cache_dir` (made from the local weights on first start, checked against torch before it
+    is kept); torch stays loaded as the reference and is what runs if ONNX cannot.
+    """
+
+    def __init__(self, section: EmbeddingSection, *, cache_dir: Path | None = None) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -60,12 +73,53 @@ class DenseEmbedder:
             raise EmbeddingLoadError(f"embedding model at {path} reports no output dimension")
         self.dimension: int = dimension
         self._batch_size = section.batch_size
+        self._max_batch_tokens = section.max_batch_tokens
         self._lock = threading.Lock()
+        self.backend: InferenceBackend = "torch"
+        self._onnx: OnnxModel | None = None
+        self.export: CachedExport | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if section.backend == "onnx" and section.device == "cpu":
+            if cache_dir is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="trivium-onnx-")
+                cache_dir = Path(self._scratch.name)
+            self._onnx = self._load_onnx(path, section, cache_dir)
+            if self._onnx is not None:
+                self.backend = "onnx"
+        self.variant = section.onnx_variant if self.backend == "onnx" else "fp32"
+
+    def _load_onnx(
+        self, path: Path, section: EmbeddingSection, cache_dir: Path
+    ) -> OnnxModel | None:
+        if not onnxruntime_available():
+            log.warning("onnxruntime is not installed; embedding on torch")
+            return None
+        from trivium.retriever.search.onnx_export import (
+            TEXT_INPUTS,
+            export_embedder,
+        )
+
+        variant = section.onnx_variant
+        key = ExportKey("embedding", variant, model_digest(path))
+        try:
+            cached = OnnxCache(cache_dir).get_or_export(
+                key, lambda target: export_embedder(path, self._model, target, variant)
+            )
+            self.export = cached
+            return OnnxModel(cached.path, threads=section.torch_threads, input_names=TEXT_INPUTS)
+        except Exception as exc:  # torch is the fallback; the log says why
+            log.warning(
+                "onnx export of the embedding model failed; embedding on torch",
+                extra={"model": self.name, "error": str(exc)},
+            )
+            return None
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         with self._lock:
+            if self._onnx is not None:
+                return self._embed_onnx(self._onnx, list(texts))
             vectors = self._model.encode(
                 list(texts),
                 batch_size=self._batch_size,
@@ -74,6 +128,25 @@ class DenseEmbedder:
                 show_progress_bar=False,
             )
         result: list[list[float]] = vectors.tolist()
+        return result
+
+    def _embed_onnx(self, model: OnnxModel, texts: list[str]) -> list[list[float]]:
+        """Tokenized once, then run in batches of similar length under a padded-token budget:
+        on the CPU a batch padded to one long text costs more than its texts one by one."""
+        tokenizer = self._model.tokenizer
+        encoded = tokenizer(
+            texts, truncation="longest_first", max_length=self._model.max_seq_length
+        )
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for batch in length_batches(lengths, self._batch_size, self._max_batch_tokens):
+            features = tokenizer.pad(
+                {name: [column[i] for i in batch] for name, column in encoded.items()},
+                return_tensors="np",
+            )
+            vectors[batch] = model.run(features)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        result: list[list[float]] = (vectors / np.maximum(norms, 1e-12)).tolist()
         return result
 
 

@@ -7,12 +7,16 @@ activation, a sigmoid for a one-label model), computed with less work:
   each of at most `batch_size` pairs and `max_batch_tokens` padded tokens, so little is padded
   (on CPU, smaller batches of long pairs are faster too);
 * a bounded LRU cache keyed by (sha256 of the query, the passage's content key) answers a
-  (query, passage) pair seen before without the model.
+  (query, passage) pair seen before without the model;
+* with `backend="onnx"` the logits come from ONNX Runtime, from an export of the same weights
+  cached under `cache_dir` and checked against torch when it is made (onnx_export.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -22,7 +26,15 @@ from typing import Any
 
 import torch
 
+from trivium.retriever.config import InferenceBackend, OnnxVariant
+from trivium.retriever.search.length_batches import length_batches as _length_batches
+from trivium.retriever.search.onnx_cache import CachedExport, ExportKey, OnnxCache, model_digest
+from trivium.retriever.search.onnx_runtime import OnnxModel, onnxruntime_available
+
 __all__ = ("RerankCandidate", "Reranker", "RerankerLoadError")
+
+
+log = logging.getLogger(__name__)
 
 
 class RerankerLoadError(RuntimeError):
@@ -48,6 +60,10 @@ class Reranker:
         cache_size: int = 20_000,
         device: str = "cpu",
         max_batch_tokens: int = 2048,
+        backend: InferenceBackend = "torch",
+        onnx_variant: OnnxVariant = "fp32",
+        cache_dir: Path | None = None,
+        threads: int = 2,
     ) -> None:
         from sentence_transformers import CrossEncoder
 
@@ -74,6 +90,17 @@ class Reranker:
             )
         self._name = model_dir.name
         encoder.eval()
+        self.backend: InferenceBackend = "torch"
+        self.export: CachedExport | None = None
+        self._onnx: OnnxModel | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if backend == "onnx" and device == "cpu":
+            if cache_dir is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="trivium-onnx-")
+                cache_dir = Path(self._scratch.name)
+            self._onnx = self._load_onnx(model_dir, encoder, onnx_variant, cache_dir, threads)
+            if self._onnx is not None:
+                self.backend = "onnx"
         self._model: torch.nn.Module = encoder.model
         self._tokenizer: Any = encoder.tokenizer
         self._activation: Callable[[torch.Tensor], torch.Tensor] = activation
@@ -89,6 +116,35 @@ class Reranker:
         self._cache_lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+
+    def _load_onnx(
+        self,
+        model_dir: Path,
+        encoder: Any,
+        variant: OnnxVariant,
+        cache_dir: Path,
+        threads: int,
+    ) -> OnnxModel | None:
+        if not onnxruntime_available():
+            log.warning("onnxruntime is not installed; re-ranking on torch")
+            return None
+        from trivium.retriever.search.onnx_export import (
+            TEXT_INPUTS,
+            export_cross_encoder,
+        )
+
+        key = ExportKey("cross-encoder", variant, model_digest(model_dir))
+        try:
+            self.export = OnnxCache(cache_dir).get_or_export(
+                key, lambda target: export_cross_encoder(model_dir, encoder, target, variant)
+            )
+            return OnnxModel(self.export.path, threads=threads, input_names=TEXT_INPUTS)
+        except Exception as exc:  # torch is the fallback; the log says why
+            log.warning(
+                "onnx export of the cross-encoder failed; re-ranking on torch",
+                extra={"model": self._name, "error": str(exc)},
+            )
+            return None
 
     @property
     def model_name(self) -> str:
@@ -137,11 +193,13 @@ class Reranker:
             lengths = [len(ids) for ids in encoded["input_ids"]]
             scores = [0.0] * len(texts)
             for batch in _length_batches(lengths, self._batch_size, self._max_batch_tokens):
-                features = self._tokenizer.pad(
-                    {name: [column[i] for i in batch] for name, column in encoded.items()},
-                    return_tensors="pt",
-                )
-                logits = self._model(**features.to(self._device)).logits
+                columns = {name: [column[i] for i in batch] for name, column in encoded.items()}
+                if self._onnx is not None:
+                    features = self._tokenizer.pad(columns, return_tensors="np")
+                    logits = torch.from_numpy(self._onnx.run(features))
+                else:
+                    features = self._tokenizer.pad(columns, return_tensors="pt")
+                    logits = self._model(**features.to(self._device)).logits
                 values = self._activation(logits.float()).squeeze(-1).tolist()
                 for i, value in zip(batch, values, strict=True):
                     scores[i] = value
@@ -154,21 +212,6 @@ class Reranker:
         self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-
-
-def _length_batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches of at most batch_size pairs and max_tokens."""
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        # Sorted ascending, so the pair joining a batch is its longest: padded cost is n * len.
-        if batch and (len(batch) == batch_size or (len(batch) + 1) * lengths[i] > max_tokens):
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    if batch:
-        batches.append(batch)
-    return batches
 
 
 def _missing_files(model_dir: Path) -> str | None:
