@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/setup.sh
+$(VENV)/.installed: pyproject.toml requirements.lock scripts/setup.sh
 	bash scripts/setup.sh
 	touch $@
 

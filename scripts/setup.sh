@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: a virtual environment with torch (CPU wheel, pinned) and Trivium.
+# Set up a fresh machine: a virtual environment with torch (CPU wheel) and Trivium, every
+# dependency pinned by requirements.lock (the same constraints the Dockerfile's images use).
+# Regenerate the lock after changing dependencies: .venv/bin/python scripts/lock_requirements.py > requirements.lock
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +11,8 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch first and pinned: any other spec pulls a multi-GB CUDA build.
-.venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[all,dev]"
+# torch first, at the lock's CPU build: any other spec pulls a multi-GB CUDA build.
+TORCH=$(grep -E '^torch==' requirements.lock)
+.venv/bin/python -m pip install --quiet -c requirements.lock "${TORCH%%+*}"
+.venv/bin/python -m pip install --quiet -c requirements.lock -e ".[all,dev]"
 echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

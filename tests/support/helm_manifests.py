@@ -1,27 +1,27 @@
-"""Values merging and manifest access for the Helm chart tests (no helm binary here)."""
+"""The Helm chart rendered by Helm itself (helm-python-sdk: Helm v4's Go engine, no binary)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import yaml
-
-from tests.support.helm_render import render_chart
 
 __all__ = (
     "CHART_DIR",
     "Manifests",
+    "chart",
     "chart_values",
     "load_yaml_strict",
-    "merge_values",
     "render",
 )
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "trivium"
+NAMESPACE = "llm"
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -47,32 +47,30 @@ def load_yaml_strict(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)
 
 
-def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's coalescing: maps merge recursively, other values replace, null deletes a key."""
-    out = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_values(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+@cache
+def chart() -> helm.Chart:
+    """The chart as Helm loads it (.helmignore applied); loaded once per test process."""
+    return helm.Chart.load(CHART_DIR)
 
 
-def chart_values(*overrides: Mapping[str, Any] | str) -> dict[str, Any]:
-    """values.yaml with overrides on top: mappings, or file names relative to the chart."""
-    values: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text("utf-8"))
-    for override in overrides:
-        if isinstance(override, str):
-            override = yaml.safe_load((CHART_DIR / override).read_text("utf-8"))
-        values = merge_values(values, override)
-    return values
+def overrides_of(override: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """A values override: a mapping, or a file name relative to the chart (like `-f`)."""
+    if override is None:
+        return {}
+    if isinstance(override, str):
+        return helm.values_from_yaml((CHART_DIR / override).read_text("utf-8"))
+    return dict(override)
+
+
+def chart_values(override: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
+    """The values a release would use: Helm's own coalescing of values.yaml and the override."""
+    return chart().merge_values(overrides_of(override))
 
 
 @dataclass
 class Manifests:
     docs: list[dict[str, Any]]
+    hooks: list[dict[str, Any]]
     notes: str
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -87,14 +85,25 @@ class Manifests:
         return found[0]
 
 
-def render(values: Mapping[str, Any], release: str = "trivium") -> Manifests:
-    """Render the chart and parse every document (duplicate keys are errors)."""
-    rendered = render_chart(CHART_DIR, values, release_name=release, namespace="llm")
+def render(override: Mapping[str, Any] | str | None = None, release: str = "trivium") -> Manifests:
+    """`helm template`: render, then parse every document (duplicate keys are errors).
+
+    Hook objects (`helm.sh/hook`, e.g. the `helm test` pods) are kept apart from the release's
+    objects, as Helm installs them apart."""
+    rendered = chart().render(
+        overrides_of(override), name=release, namespace=NAMESPACE, is_install=True
+    )
     docs: list[dict[str, Any]] = []
-    for name, text in rendered.manifests.items():
+    hooks: list[dict[str, Any]] = []
+    notes = ""
+    for name, text in sorted(rendered.items()):
+        if name.endswith("NOTES.txt"):
+            notes = text
+            continue
         for data in yaml.load_all(text, Loader=_StrictLoader):
             if data is None:
                 continue
             assert isinstance(data, dict), f"{name}: a document that is not a mapping"
-            docs.append(data)
-    return Manifests(docs, rendered.notes)
+            annotations = data.get("metadata", {}).get("annotations") or {}
+            (hooks if "helm.sh/hook" in annotations else docs).append(data)
+    return Manifests(docs, hooks, notes)

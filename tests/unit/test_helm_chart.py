@@ -1,8 +1,9 @@
-"""The Helm chart (deploy/helm/trivium) without helm: schema, rendered manifests, settings.
+"""The Helm chart (deploy/helm/trivium), linted, schema-checked and rendered by Helm itself.
 
-No helm binary can be installed here, so the chart is written in a small subset of Helm's
-templates and rendered by tests/support/helm_render.py, which raises on anything outside that
-subset. deploy/helm/README.md lists what this does and does not validate.
+helm-python-sdk binds Helm v4's own Go engine (no helm binary): `lint`, `render` (what
+`helm template` does) and the values.schema.json validation Helm runs on install. Every
+rendered document is then checked against the Kubernetes 1.30 schemas and against the services'
+own settings code. deploy/helm/README.md lists what this does and does not validate.
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
@@ -21,12 +28,11 @@ import yaml
 from tests.support.helm_manifests import (
     CHART_DIR,
     Manifests,
+    chart,
     chart_values,
     load_yaml_strict,
-    merge_values,
     render,
 )
-from tests.support.helm_render import ChartFailError, TemplateError, render_chart
 from trivium.common.http.exposure import require_admin_credential
 from trivium.common.settings import TriviumSettings
 from trivium.gateway.config import GatewaySettings
@@ -38,6 +44,16 @@ from trivium.retriever.config import RetrieverSettings
 K8S_VERSION = "1.30"
 CRDS = {"ServiceMonitor", "PrometheusRule"}
 ALL_ON = "ci/all-features-values.yaml"
+# The dependency charts cannot be fetched here: they are disabled and reached by external URL.
+EXTERNAL_DEPS: dict[str, Any] = {
+    "redis": {"enabled": False, "externalUrl": "redis://redis.data.svc:6379/0"},
+    "qdrant": {"enabled": False, "externalUrl": "http://qdrant.data.svc:6333"},
+}
+VARIANTS: dict[str, dict[str, Any] | str | None] = {
+    "default": None,
+    "external-deps": EXTERNAL_DEPS,
+    "all-features": ALL_ON,
+}
 COMPONENTS = ("gateway", "retriever", "model")
 SETTINGS: dict[str, type[TriviumSettings]] = {
     "gateway": GatewaySettings,
@@ -51,14 +67,19 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
-def _schema_errors(values: dict[str, Any]) -> list[jsonschema.ValidationError]:
-    return list(jsonschema.Draft7Validator(_schema()).iter_errors(values))
+def _helm_schema_error(override: dict[str, Any]) -> str:
+    """Helm's own validation of values.yaml + override against values.schema.json."""
+    try:
+        chart().validate_schema(override)
+    except helm.HelmValuesError as error:
+        return str(error)
+    return ""
 
 
-@pytest.fixture(scope="module", params=["default", "all-features"])
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def variant(request: pytest.FixtureRequest) -> tuple[dict[str, Any], Manifests]:
-    values = chart_values() if request.param == "default" else chart_values(ALL_ON)
-    return values, render(values)
+    override = VARIANTS[request.param]
+    return chart_values(override), render(override)
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -80,90 +101,130 @@ def _config_file(manifests: Manifests, component: str) -> str:
     return data
 
 
-# ---------------------------------------------------------------- values and the schema
+# ---------------------------------------------------------------- helm lint, values and the schema
+
+
+@pytest.mark.parametrize("override", [None, ALL_ON], ids=["default", "all-features"])
+def test_helm_lint_finds_nothing_but_the_unfetched_dependencies(override: str | None) -> None:
+    values = chart_values(override)
+    report = helm.lint(CHART_DIR, values, namespace="llm", kube_version="v1.30.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert [m["error"] for m in problems] == [
+        "chart directory is missing these dependencies: qdrant,redis"
+    ], report
+    assert report["total_charts_linted"] == 1
+
+
+def test_helm_lint_reports_a_template_error(tmp_path: Path) -> None:
+    """The linter is live: a broken copy of the chart is reported as an error."""
+    broken = tmp_path / "trivium"
+    chart().save_dir(tmp_path)
+    services = broken / "templates" / "services.yaml"
+    services.write_text(services.read_text("utf-8") + "\n{{ .Values.nope.deeper }}\n", "utf-8")
+    report = helm.lint(broken, None)
+    errors = [m for m in report["messages"] if m["severity"] == 3]
+    assert errors, report
+    assert "nil pointer" in errors[0]["error"]
 
 
 def test_the_schema_is_valid_draft_07() -> None:
     jsonschema.Draft7Validator.check_schema(_schema())
 
 
-@pytest.mark.parametrize("extra", [None, ALL_ON])
-def test_values_files_validate_against_the_schema(extra: str | None) -> None:
-    values = chart_values(extra) if extra else chart_values()
-    assert [f"{list(e.absolute_path)}: {e.message}" for e in _schema_errors(values)] == []
+@pytest.mark.parametrize("override", list(VARIANTS.values()), ids=list(VARIANTS))
+def test_values_files_validate_against_the_schema(override: dict[str, Any] | str | None) -> None:
+    values = chart_values(override)
+    assert _helm_schema_error(values) == ""
 
 
 BAD_VALUES = [
-    pytest.param({"gateway": {"port": "8000"}}, ["gateway", "port"], "is not of type", id="type"),
-    pytest.param({"gateway": {"prot": 8000}}, ["gateway"], "'prot' was unexpected", id="unknown"),
-    pytest.param({"gatway": {}}, [], "'gatway' was unexpected", id="unknown-top-level"),
-    pytest.param({"log": {"level": "TRACE"}}, ["log", "level"], "is not one of", id="enum"),
-    pytest.param({"model": {"engine": "tgi"}}, ["model", "engine"], "is not one of", id="engine"),
+    pytest.param(
+        {"gateway": {"port": "8000"}}, "/gateway/port", "got string, want integer", id="type"
+    ),
+    pytest.param({"gateway": {"prot": 8000}}, "/gateway", "'prot' not allowed", id="unknown"),
+    pytest.param({"gatway": {}}, "", "'gatway' not allowed", id="unknown-top-level"),
+    pytest.param({"log": {"level": "TRACE"}}, "/log/level", "value must be one of", id="enum"),
+    pytest.param(
+        {"model": {"engine": "tgi"}}, "/model/engine", "value must be one of", id="engine"
+    ),
     pytest.param(
         {"model": {"vllm": {"maxLoraRank": 24}}},
-        ["model", "vllm", "maxLoraRank"],
-        "is not one of",
+        "/model/vllm/maxLoraRank",
+        "value must be one of 1, 8, 16",
         id="lora-rank-vllm-refuses",
     ),
     pytest.param(
         {"model": {"vllm": {"gpuMemoryUtilization": 1.5}}},
-        ["model", "vllm", "gpuMemoryUtilization"],
-        "greater than the maximum",
+        "/model/vllm/gpuMemoryUtilization",
+        "maximum: got 1.5, want 1",
         id="range",
     ),
     pytest.param(
         {"gateway": {"adminTokens": [{"actor": "alice", "secretName": "admin"}]}},
-        ["gateway", "adminTokens", 0],
-        "'secretKey' is a required property",
+        "/gateway/adminTokens/0",
+        "missing property 'secretKey'",
         id="required",
     ),
     pytest.param(
         {"gateway": {"adminTokens": [{"actor": "Alice", "secretName": "a", "secretKey": "k"}]}},
-        ["gateway", "adminTokens", 0, "actor"],
-        "does not match",
+        "/gateway/adminTokens/0/actor",
+        "does not match pattern",
         id="actor-case",
     ),
     pytest.param(
         {"redis": {"auth": {"password": "hunter2"}}},
-        ["redis", "auth"],
-        "should not be valid",
+        "/redis/auth",
+        "'not' failed",
         id="literal-redis-password",
     ),
     pytest.param(
         {"redis": {"externalUrl": "redis://:hunter2@redis:6379/0"}},
-        ["redis", "externalUrl"],
-        "does not match",
+        "/redis/externalUrl",
+        "does not match pattern",
         id="password-in-url",
     ),
     pytest.param(
         {"qdrant": {"apiKey": "sk-literal"}},
-        ["qdrant", "apiKey"],
-        "is not valid under any of the given schemas",
+        "/qdrant/apiKey",
+        "'oneOf' failed",
         id="literal-qdrant-key",
     ),
-    pytest.param({"redis": {"enabled": False}}, ["redis"], "", id="no-redis-at-all"),
+    pytest.param({"redis": {"enabled": False}}, "/redis", "'anyOf' failed", id="no-redis-at-all"),
     pytest.param(
         {"gateway": {"config": {"port": 9000}}},
-        ["gateway", "config"],
-        "should not be valid",
+        "/gateway/config",
+        "'not' failed",
         id="config-overrides-chart-key",
     ),
     pytest.param(
         {"podSecurityContext": {"runAsNonRoot": False}},
-        ["podSecurityContext", "runAsNonRoot"],
-        "True was expected",
+        "/podSecurityContext/runAsNonRoot",
+        "value must be true",
         id="root",
+    ),
+    pytest.param(
+        {"gateway": {"image": {"registry": "x"}}},
+        "/gateway/image",
+        "'registry' not allowed",
+        id="image",
+    ),
+    pytest.param(
+        {"tests": {"invoke": {"keySecret": {"name": "Bad_Name"}}}},
+        "/tests/invoke/keySecret/name",
+        "does not match pattern",
+        id="test-key-secret",
     ),
 ]
 
 
 @pytest.mark.parametrize(("override", "path", "message"), BAD_VALUES)
-def test_the_schema_rejects_bad_values_naming_the_path(
-    override: dict[str, Any], path: list[str | int], message: str
+def test_helm_rejects_bad_values_naming_the_path(
+    override: dict[str, Any], path: str, message: str
 ) -> None:
-    errors = _schema_errors(chart_values(override))
-    found = [e for e in errors if list(e.absolute_path) == path and message in e.message]
-    assert found, [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+    error = _helm_schema_error(override)
+    assert re.search(rf"at '{re.escape(path)}': [^\n]*{re.escape(message)}", error), error
+    with pytest.raises(helm.HelmValuesError, match=re.escape(f"at '{path}'")):
+        render(override)  # an install runs the same validation before rendering
 
 
 # ---------------------------------------------------------------- every rendered document
@@ -363,9 +424,12 @@ def test_the_model_service_runs_vllm_on_a_gpu_pool(
 
 
 def test_the_cpu_engine_needs_no_gpu() -> None:
-    values = chart_values({"model": {"engine": "transformers", "gpu": {"enabled": False}}})
-    assert _schema_errors(values) == []
-    pod = render(values).get("Deployment", "trivium-model")["spec"]["template"]["spec"]
+    override = {"model": {"engine": "transformers", "gpu": {"enabled": False}}}
+    assert _helm_schema_error(override) == ""
+    deployment = render(override).get("Deployment", "trivium-model")
+    assert _container(deployment)["image"].split(":")[0].endswith("-model"), "the CPU image"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod == render(override).get("Deployment", "trivium-model")["spec"]["template"]["spec"]
     container = _container({"spec": {"template": {"spec": pod}}})
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     assert "nodeSelector" not in pod
@@ -416,6 +480,8 @@ def test_rendered_settings_load_with_the_services_own_settings(
     if values["redis"]["enabled"]:
         assert settings.redis.url.startswith("redis://:secret-trivium-redis-redis-password@")
         assert "trivium-redis-master:6379" in settings.redis.url
+    elif values["redis"]["externalUrl"]:
+        assert settings.redis.url == values["redis"]["externalUrl"]
     actors = [t["actor"] for t in values[component]["adminTokens"]]
     auth = values["gateway"]["auth"]
     if component == "gateway":
@@ -440,19 +506,16 @@ def test_rendered_settings_load_with_the_services_own_settings(
 
 
 def test_a_settings_change_rolls_the_pods_and_a_policy_change_does_not() -> None:
-    def checksum(values: dict[str, Any]) -> str:
-        deployment = render(values).get("Deployment", "trivium-gateway")
+    def checksum(override: dict[str, Any]) -> str:
+        deployment = render(override).get("Deployment", "trivium-gateway")
         value: str = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
         return value
 
-    base = chart_values()
-    policy = base["gateway"]["policy"]["content"].replace("max_tokens: 8", "max_tokens: 9")
-    assert checksum(base) == checksum(
-        merge_values(base, {"gateway": {"policy": {"content": policy}}})
+    policy = chart_values()["gateway"]["policy"]["content"].replace(
+        "max_tokens: 8", "max_tokens: 9"
     )
-    assert checksum(base) != checksum(
-        merge_values(base, {"gateway": {"config": {"max_in_flight": 9}}})
-    )
+    assert checksum({}) == checksum({"gateway": {"policy": {"content": policy}}})
+    assert checksum({}) != checksum({"gateway": {"config": {"max_in_flight": 9}}})
 
 
 # ---------------------------------------------------------------- monitoring objects
@@ -506,11 +569,11 @@ def test_the_prometheus_rule_carries_the_alert_file() -> None:
             assert ("alert" in item) != ("record" in item)
 
 
-# ---------------------------------------------------------------- the renderer itself
+# ---------------------------------------------------------------- failures at render time
 
 
 def test_gateway_auth_takes_its_secrets_from_an_existing_secret() -> None:
-    container = _container(render(chart_values()).get("Deployment", "trivium-gateway"))
+    container = _container(render().get("Deployment", "trivium-gateway"))
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert refs["TRIVIUM_GATEWAY__AUTH__PEPPER"] == {
         "name": "trivium-gateway-auth",
@@ -520,59 +583,213 @@ def test_gateway_auth_takes_its_secrets_from_an_existing_secret() -> None:
         "name": "trivium-gateway-auth",
         "key": "admin-token",
     }
-    with pytest.raises(ChartFailError, match=r"gateway\.auth\.existingSecret"):
-        render(chart_values({"gateway": {"auth": {"existingSecret": ""}}}))
-    opened = render(chart_values({"gateway": {"auth": {"mode": "open"}}}))
+    with pytest.raises(helm.HelmRenderError, match=r"gateway\.auth\.existingSecret"):
+        render({"gateway": {"auth": {"existingSecret": ""}}})
+    opened = render({"gateway": {"auth": {"mode": "open"}}})
     names = {e["name"] for e in _container(opened.get("Deployment", "trivium-gateway"))["env"]}
     assert "TRIVIUM_GATEWAY__AUTH__PEPPER" not in names
+    [invoke] = [h for h in opened.hooks if h["metadata"]["name"] == "trivium-test-invoke"]
+    assert "TRIVIUM_KEY" not in _env(invoke["spec"]["containers"][0]), "open: no key sent"
 
 
-def test_a_chart_without_any_redis_refuses_to_render() -> None:
-    values = chart_values({"redis": {"enabled": False}})  # the schema also refuses it
-    with pytest.raises(ChartFailError, match="redis"):
-        render(values)
+# ---------------------------------------------------------------- the dependency charts' names
 
 
-def test_a_release_named_after_a_dependency_follows_its_naming_rule() -> None:
-    manifests = render(chart_values(), release="redis-prod")
-    url = _env(_container(manifests.get("Deployment", "redis-prod-trivium-gateway")))
-    assert "@redis-prod-master:6379" in url["TRIVIUM_REDIS__URL"]["value"]
+def _dependency_fullname(release: str, chart_name: str, chart_values: dict[str, Any]) -> str:
+    """The full name the dependency charts give their objects, per their documented rule:
+    bitnami/common `common.names.fullname` (templates/_names.tpl) and qdrant-helm
+    `qdrant.fullname` (charts/qdrant/templates/_helpers.tpl), which is the same: the
+    fullnameOverride, else the release name when it contains the chart name (or nameOverride),
+    else `<release>-<name>`; truncated to 63 characters, then a trailing '-' dropped."""
+    if chart_values.get("fullnameOverride"):
+        return str(chart_values["fullnameOverride"])[:63].removesuffix("-")
+    name = chart_values.get("nameOverride") or chart_name
+    full = release if name in release else f"{release}-{name}"
+    return full[:63].removesuffix("-")
 
 
-@pytest.mark.parametrize(
-    ("template", "error"),
-    [
-        ('{{ template "x" . }}', "outside the supported subset"),
-        ('{{ lower "A" }}', "outside the supported subset"),
-        ("{{ .Values.missing.deeper }}", "nil pointer"),
-        ("{{ .Values.missing }}", "printing nil"),
-        ("{{ if .Values.x }}no end", "has no end"),
-        ("{{ eq .Values.n 1 }}", "eq/ne on numbers"),
-        ('{{ printf "%d" .Values.n }}', "only %s and %v"),
-        ("{{ .Values.map }}", "use toYaml"),
-    ],
-)
-def test_the_renderer_refuses_what_it_does_not_evaluate(
-    tmp_path: Path, template: str, error: str
+DEPENDENCY_NAMING = [
+    pytest.param("trivium", {}, id="plain"),
+    pytest.param("redis-prod", {}, id="release-contains-redis"),
+    pytest.param("search-qdrant", {}, id="release-contains-qdrant"),
+    pytest.param("a" * 50 + "-xy", {}, id="long-release-truncated"),
+    pytest.param("a" * 52 + "b", {}, id="truncated-at-63"),
+    pytest.param(
+        "trivium",
+        {"redis": {"fullnameOverride": "cache"}, "qdrant": {"nameOverride": "vectors"}},
+        id="subchart-overrides",
+    ),
+]
+
+
+@pytest.mark.parametrize(("release", "override"), DEPENDENCY_NAMING)
+def test_names_of_the_dependency_objects_follow_their_charts_rules(
+    release: str, override: dict[str, Any]
 ) -> None:
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "Chart.yaml").write_text("name: t\nversion: 0.1.0\n", encoding="utf-8")
-    (tmp_path / "templates" / "t.yaml").write_text(template, encoding="utf-8")
-    with pytest.raises(TemplateError, match=re.escape(error)):
-        render_chart(tmp_path, {"n": 1, "map": {"a": 1}, "x": True})
+    """bitnami/redis creates Service `<fullname>-master` (port 6379) and, unless
+    auth.existingSecret, Secret `<fullname>` with key `redis-password`; the qdrant chart creates
+    Service `<fullname>` with port 6333. Every reference the chart renders must name those."""
+    values = chart_values(override)
+    manifests = render(override, release=release)
+    redis = _dependency_fullname(release, "redis", values["redis"])
+    qdrant = _dependency_fullname(release, "qdrant", values["qdrant"])
+    for deployment in manifests.of_kind("Deployment"):
+        env = _env(_container(deployment))
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": redis,
+            "key": "redis-password",
+        }
+        assert env["TRIVIUM_REDIS__URL"]["value"] == (
+            f"redis://:$(REDIS_PASSWORD)@{redis}-master:6379/0"
+        )
+    [config] = [
+        c
+        for c in manifests.of_kind("ConfigMap")
+        if c["metadata"]["labels"]["app.kubernetes.io/component"] == "retriever"
+    ]
+    settings = load_yaml_strict(config["data"]["trivium.yaml"])
+    assert settings["retriever"]["store"]["url"] == f"http://{qdrant}:6333"
 
 
-def test_numbers_print_as_helm_prints_float64(tmp_path: Path) -> None:
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "Chart.yaml").write_text("name: t\nversion: 0.1.0\n", encoding="utf-8")
-    (tmp_path / "templates" / "t.yaml").write_text(
-        "a: {{ .Values.a }}\nb: {{ .Values.b }}\nc: {{ .Values.c }}\n"
-        "d: {{- toYaml .Values.d | nindent 2 }}\n",
-        encoding="utf-8",
+def test_an_existing_redis_secret_is_referenced_instead_of_the_generated_one() -> None:
+    override = {
+        "redis": {"auth": {"existingSecret": "redis-auth", "existingSecretPasswordKey": "pw"}}
+    }
+    env = _env(_container(render(override).get("Deployment", "trivium-gateway")))
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-auth", "key": "pw"}
+
+
+# ---------------------------------------------------------------- `helm test` hooks
+
+
+def _hook(manifests: Manifests, name: str) -> dict[str, Any]:
+    [hook] = [h for h in manifests.hooks if h["metadata"]["name"] == name]
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    return hook
+
+
+def test_the_test_hooks_are_valid_pods_that_target_the_services(
+    variant: tuple[dict[str, Any], Manifests],
+) -> None:
+    values, manifests = variant
+    assert len(manifests.hooks) == 2
+    for hook in manifests.hooks:
+        kubernetes_validate.validate(hook, K8S_VERSION, strict=True)
+        assert hook["spec"]["restartPolicy"] == "Never"
+        container = hook["spec"]["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert (
+            container["image"]
+            == _container(manifests.get("Deployment", "trivium-gateway"))["image"]
+        ), "the gateway image has the Python the hook scripts need"
+    readyz = _env(_hook(manifests, "trivium-test-readyz")["spec"]["containers"][0])
+    expected = [
+        f"http://{s['metadata']['name']}:{s['spec']['ports'][0]['port']}/readyz"
+        for s in manifests.of_kind("Service")
+        if s["metadata"]["name"].startswith("trivium-")
+    ]
+    assert sorted(readyz["TRIVIUM_TEST_URLS"]["value"].split()) == sorted(expected)
+    assert len(expected) == len(COMPONENTS)
+    invoke = _env(_hook(manifests, "trivium-test-invoke")["spec"]["containers"][0])
+    feature = values["tests"]["invoke"]["feature"]
+    assert invoke["TRIVIUM_TEST_URL"]["value"] == (
+        f"http://trivium-gateway:8000/v1/features/{feature}/invoke"
     )
-    rendered = render_chart(tmp_path, {"a": 8000, "b": 1048576, "c": 0.9, "d": {"n": 1048576}})
-    assert rendered.manifests["templates/t.yaml"] == (
-        "a: 8000\nb: 1.048576e+06\nc: 0.9\nd:\n  n: 1048576\n"
+    assert json.loads(invoke["TRIVIUM_TEST_BODY"]["value"]) == {
+        "input": values["tests"]["invoke"]["input"]
+    }
+    policy = manifests.get("ConfigMap", "trivium-gateway-policy")["data"]["policy.yaml"]
+    assert feature in parse_policy(policy, "configmap").features, "the hook invokes a real feature"
+    secret = values["tests"]["invoke"]["keySecret"]
+    assert invoke["TRIVIUM_KEY"]["valueFrom"]["secretKeyRef"] == secret
+
+
+def test_no_test_hooks_when_disabled_and_a_key_secret_is_required() -> None:
+    assert render({"tests": {"enabled": False}}).hooks == []
+    with pytest.raises(helm.HelmRenderError, match=r"tests\.invoke\.keySecret\.name"):
+        render({"tests": {"invoke": {"keySecret": {"name": ""}}}})
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers the hook scripts: /readyz per path, invoke by the bearer it gets."""
+
+    seen: list[tuple[str, str, str]] = []
+
+    def do_GET(self) -> None:
+        status, body = (200, "ready") if self.path.startswith("/ok") else (200, "degraded")
+        if self.path.startswith("/down"):
+            status, body = 503, "unavailable"
+        self._reply(status, {"status": body})
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"])).decode()
+        self.seen.append((self.path, self.headers.get("authorization", ""), body))
+        ok = self.headers.get("authorization") == "Bearer good"
+        self._reply(200 if ok else 401, {"output": "billing"} if ok else {"title": "no key"})
+
+    def _reply(self, status: int, payload: dict[str, str]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        del format, args
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _run_hook(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    container = _hook(render(), name)["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:2] == ["python", "-c"]
+    return subprocess.run(
+        [sys.executable, "-c", command[2]],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_the_readyz_hook_script_passes_only_when_every_service_is_ready(recorder: str) -> None:
+    ok = _run_hook("trivium-test-readyz", {"TRIVIUM_TEST_URLS": f"{recorder}/ok {recorder}/ok2"})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for failing in ("/degraded", "/down"):
+        urls = f"{recorder}/ok {recorder}{failing}"
+        run = _run_hook("trivium-test-readyz", {"TRIVIUM_TEST_URLS": urls})
+        assert run.returncode == 1, run.stdout
+        assert f"FAIL {recorder}{failing}" in run.stdout
+    closed = _run_hook("trivium-test-readyz", {"TRIVIUM_TEST_URLS": "http://127.0.0.1:9/readyz"})
+    assert closed.returncode == 1
+
+
+def test_the_invoke_hook_script_sends_the_key_and_the_body(recorder: str) -> None:
+    _Recorder.seen.clear()
+    env = {
+        "TRIVIUM_TEST_URL": f"{recorder}/v1/features/ticket-triage/invoke",
+        "TRIVIUM_TEST_BODY": '{"input": {"ticket": "x"}}',
+    }
+    good = _run_hook("trivium-test-invoke", {**env, "TRIVIUM_KEY": "good"})
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.startswith("200 ")
+    bad = _run_hook("trivium-test-invoke", {**env, "TRIVIUM_KEY": "bad"})
+    assert bad.returncode == 1
+    assert _Recorder.seen[0] == (
+        "/v1/features/ticket-triage/invoke",
+        "Bearer good",
+        '{"input": {"ticket": "x"}}',
     )
 
 

@@ -1,9 +1,4 @@
-{{/*
-This chart is written in a deliberately small subset of Helm's templates (see
-deploy/helm/README.md): fields, include/define, if/else/with/range, toYaml, nindent/indent,
-quote, default, printf, dict, tpl, required/fail, contains/trunc/trimSuffix, sha256sum and
-.Files.Get, so that tests/support/helm_render.py can render it without helm.
-*/}}
+{{/* Rendered and linted by Helm itself in tests/unit/test_helm_chart.py (helm-python-sdk). */}}
 
 {{- define "trivium.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
@@ -52,33 +47,49 @@ app.kubernetes.io/part-of: trivium
 {{- end -}}
 {{- end -}}
 
-{{/* (dict "root" $ "image" .Values.model.image) */}}
+{{/*
+A component's image: <image.repository>-<Dockerfile target>:<tag>, the tag defaulting to the
+chart's appVersion (the project version the images are built from); the component's own
+`image.repository` / `image.tag` win. (dict "root" $ "component" "model")
+*/}}
 {{- define "trivium.image" -}}
-{{- $repository := .root.Values.image.repository -}}
-{{- $tag := default .root.Chart.AppVersion .root.Values.image.tag -}}
-{{- with .image -}}
-{{- $repository = default $repository .repository -}}
-{{- $tag = default $tag .tag -}}
+{{- $values := index .root.Values .component -}}
+{{- $own := $values.image | default dict -}}
+{{- $target := .component -}}
+{{- if and (eq .component "model") (eq $values.engine "vllm") -}}
+{{- $target = "model-vllm" -}}
 {{- end -}}
+{{- $repository := default (printf "%s-%s" .root.Values.image.repository $target) $own.repository -}}
+{{- $tag := default (default .root.Chart.AppVersion .root.Values.image.tag) $own.tag -}}
 {{- printf "%s:%s" $repository $tag -}}
 {{- end -}}
 
-{{/* The bitnami/redis chart's full name (its own rule), for the service and secret names. */}}
-{{- define "trivium.redis.fullname" -}}
-{{- if contains "redis" .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{/*
+A dependency chart's full name, by its own rule (bitnami's "common.names.dependency.fullname",
+the qdrant chart's "qdrant.fullname": the same rule), honouring the subchart's own
+fullnameOverride / nameOverride: (dict "chartName" "redis" "chartValues" .Values.redis "root" $)
+*/}}
+{{- define "trivium.dependency.fullname" -}}
+{{- if .chartValues.fullnameOverride -}}
+{{- .chartValues.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-redis" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- $name := default .chartName .chartValues.nameOverride -}}
+{{- if contains $name .root.Release.Name -}}
+{{- .root.Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .root.Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
-{{/* The qdrant chart's full name (its own rule). */}}
-{{- define "trivium.qdrant.fullname" -}}
-{{- if contains "qdrant" .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- printf "%s-qdrant" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{/* The bitnami/redis chart's full name: its master Service is "<this>-master", its Secret "<this>". */}}
+{{- define "trivium.redis.fullname" -}}
+{{- include "trivium.dependency.fullname" (dict "chartName" "redis" "chartValues" .Values.redis "root" .) -}}
 {{- end -}}
+
+{{/* The qdrant chart's full name: its Service, port 6333 named http. */}}
+{{- define "trivium.qdrant.fullname" -}}
+{{- include "trivium.dependency.fullname" (dict "chartName" "qdrant" "chartValues" .Values.qdrant "root" .) -}}
 {{- end -}}
 
 {{- define "trivium.qdrant.url" -}}
@@ -224,4 +235,42 @@ log:
   format: {{ .Values.log.format }}
 registry:
   key_prefix: {{ .Values.registry.keyPrefix | quote }}
+{{- end -}}
+
+{{/* The /readyz URL of every Trivium Service, space-separated (the readyz test pod). */}}
+{{- define "trivium.testReadyzUrls" -}}
+{{- $urls := list -}}
+{{- range $component := list "gateway" "retriever" "model" -}}
+{{- $svc := index $.Values $component -}}
+{{- if or (ne $component "model") $svc.enabled -}}
+{{- $urls = append $urls (printf "http://%s-%s:%v/readyz" (include "trivium.fullname" $) $component $svc.service.port) -}}
+{{- end -}}
+{{- end -}}
+{{- join " " $urls -}}
+{{- end -}}
+
+{{/* Pod-level settings of the `helm test` pods. */}}
+{{- define "trivium.testPodSpec" -}}
+restartPolicy: Never
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir: {}
+{{- end -}}
+
+{{/* Container settings of the `helm test` pods: read-only root, /tmp writable. */}}
+{{- define "trivium.testContainerCommon" -}}
+securityContext:
+  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+resources:
+  {{- toYaml .Values.tests.resources | nindent 2 }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
 {{- end -}}
