@@ -370,9 +370,9 @@ async def hybrid_by_backend(
                 request = SearchRequest(query=text, k=10, mode="hybrid")
                 totals[name].append((await service.search("cisi", request)).timings_ms["total"])
     print(f"\nhybrid k=10 at {total:,} chunks by query-embedding backend, {repeat} rounds")
-    for name, values in totals.items():
+    for backend, values in totals.items():
         print(
-            f"  {name:<6} p50 {statistics.median(values):6.1f} ms  p95 "
+            f"  {backend:<6} p50 {statistics.median(values):6.1f} ms  p95 "
             f"{percentile(values, 0.95):6.1f}  p99 {percentile(values, 0.99):6.1f}"
         )
     print(f"load average {load_average()}")

@@ -11,11 +11,11 @@ import pytest
 from sentence_transformers import CrossEncoder
 
 from tests.support.tiny_cross_encoder import build_tiny_cross_encoder
+from trivium.retriever.search.length_batches import length_batches as _length_batches
 from trivium.retriever.search.rerank import (
     RerankCandidate,
     Reranker,
     RerankerLoadError,
-    _length_batches,
 )
 
 MAX_LENGTH = 64  # short, for speed; one passage and one query run past it
