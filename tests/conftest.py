@@ -296,11 +296,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def dense_embedder() -> Any:
     """all-MiniLM-L6-v2 from its wheel on the default backend (ONNX Runtime), loaded once per
     session (about 6 s); its ONNX export is kept under var/ and reused by later sessions."""
+    from tests.support.paths import ONNX_CACHE
     from trivium.retriever.config import EmbeddingSection
     from trivium.retriever.search.embedding import DenseEmbedder
 
-    cache = Path(__file__).resolve().parents[1] / "var" / "test-onnx-cache"
-    return DenseEmbedder(EmbeddingSection(), cache_dir=cache)
+    return DenseEmbedder(EmbeddingSection(), cache_dir=ONNX_CACHE)
 
 
 @pytest.fixture(scope="session")

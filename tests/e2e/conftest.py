@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.paths import ONNX_CACHE
 from trivium.common.redis_server import RedisServerProcess, free_tcp_port
 
 _ENTRY_POINT = Path(sys.executable).with_name("trivium")
@@ -53,6 +54,8 @@ def trivium_env(tmp: Path, redis_url: str | None, **extra: str) -> dict[str, str
     # Tests of other things run the gateway without caller keys (loopback only); the auth
     # tests (test_gateway_auth.py) set TRIVIUM_GATEWAY__AUTH__MODE=keys.
     env["TRIVIUM_GATEWAY__AUTH__MODE"] = "open"
+    # Every retriever a test starts shares one ONNX export (about 10 s of CPU each otherwise).
+    env["TRIVIUM_RETRIEVER__ONNX_CACHE_DIR"] = str(ONNX_CACHE)
     if redis_url is not None:
         env["TRIVIUM_REDIS__URL"] = redis_url
     env.update(extra)

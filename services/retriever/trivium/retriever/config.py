@@ -155,6 +155,11 @@ class RetrieverSection(Section):
         default=False,
         description="serve writes without admin_tokens on a non-loopback host (trusted networks)",
     )
+    onnx_cache_dir: Path | None = Field(
+        default=None,
+        description="where exported ONNX models are kept, keyed by the source model's hash; "
+        "unset: <data_dir>/retriever/onnx (several data directories may share one)",
+    )
     store: StoreSection = StoreSection()
     embedding: EmbeddingSection = EmbeddingSection()
     bm25: Bm25Section = Bm25Section()
@@ -173,4 +178,4 @@ class RetrieverSettings(TriviumSettings):
     @property
     def onnx_dir(self) -> Path:
         """Exported ONNX models, keyed by the source model's hash."""
-        return self.data_dir / "retriever" / "onnx"
+        return self.retriever.onnx_cache_dir or self.data_dir / "retriever" / "onnx"
