@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ("CHUNKS", "DOCUMENTS", "SEARCHES", "STAGE_SECONDS")
+__all__ = ("CACHE_REQUESTS", "CHUNKS", "DOCUMENTS", "SEARCHES", "STAGE_SECONDS")
 
 STAGE_SECONDS = Histogram(
     "trivium_retriever_stage_duration_seconds",
@@ -19,3 +19,8 @@ DOCUMENTS = Counter(
     ["result"],  # added, updated, unchanged, deleted
 )
 CHUNKS = Counter("trivium_retriever_chunks_total", "Chunks written or deleted.", ["op"])
+CACHE_REQUESTS = Counter(
+    "trivium_retriever_cache_requests_total",
+    "Semantic cache calls.",
+    ["op", "result"],  # lookup: hit, miss; store: stored, stale; evict: expired, oldest
+)
