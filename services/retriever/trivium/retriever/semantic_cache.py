@@ -94,7 +94,7 @@ class SemanticCache:
         found = await self._store.query(
             name, RoadsQuery(limit=1, dense=vector, filter=FilterSpec(must=tuple(where)))
         )
-        best = (found.dense or [None])[0]
+        best = found.dense[0] if found.dense else None
         hit: CacheHit | None = None
         if best is not None and best.score >= request.threshold:
             payload = (await self._store.payloads(name, [best.id])).get(best.id)

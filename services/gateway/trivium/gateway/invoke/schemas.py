@@ -9,12 +9,12 @@ import msgspec
 from trivium.common.contracts.trials import ARM_PATTERN, TRIAL_ID_PATTERN
 
 __all__ = (
+    "Cached",
     "Citation",
     "FallbackInfo",
     "InvokeRequest",
     "InvokeResponse",
     "Lineage",
-    "Cached",
     "Message",
     "SemanticCacheHit",
     "Timings",
