@@ -184,7 +184,9 @@ def test_the_openai_route_says_semantic_too(http: httpx.Client, stack: Stack) ->
     stored(stack, "tickets", before)
     # input {question} and a one-turn chat are different scopes: the chat misses here
     assert ask(http, "tickets", input={"question": question["paraphrase"]})["cached"] is False
-    assert chat(question["paraphrase"])["cached"] == "semantic"
+    replayed = chat(question["paraphrase"])
+    assert replayed["cached"] == "semantic"
+    assert replayed["semantic_cache"]["threshold"] == 0.94
     stored(stack, "tickets", before + 1)  # the input's miss stored its answer too
 
 
