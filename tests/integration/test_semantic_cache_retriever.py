@@ -13,7 +13,13 @@ import pytest
 from litestar.testing import AsyncTestClient
 from qdrant_client import AsyncQdrantClient
 
-from trivium.common.contracts.retriever import CacheLookup, CacheStore, CollectionCreate, DocumentIn
+from trivium.common.contracts.retriever import (
+    CacheLookup,
+    CacheStore,
+    CollectionCreate,
+    DocumentIn,
+    IndexRef,
+)
 from trivium.retriever.api.app import create_app
 from trivium.retriever.config import RetrieverSection, RetrieverSettings
 from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
@@ -98,7 +104,7 @@ async def test_a_reingest_invalidates_rag_entries(service: RetrieverService) -> 
     await service.ingest("kb", [DocumentIn(id="d1", text="Refunds reach the card in five days.")])
     version = await service.index_version("kb")
     stored = await service.cache.store(
-        "faq", put("When do refunds arrive?", "a", collection="kb", index_version=version)
+        "faq", put("When do refunds arrive?", "a", built_on=IndexRef("kb", version))
     )
     assert stored.stored
     assert stored.entries == 1
@@ -107,7 +113,7 @@ async def test_a_reingest_invalidates_rag_entries(service: RetrieverService) -> 
     await service.ingest("kb", [DocumentIn(id="d2", text="Refunds now take ten days.")])
     assert (await service.cache.lookup("faq", lookup)).hit is None
     stale = await service.cache.store(
-        "faq", put("When do refunds arrive?", "b", collection="kb", index_version=version)
+        "faq", put("When do refunds arrive?", "b", built_on=IndexRef("kb", version))
     )
     assert not stale.stored  # built on the old index: never stored
     assert [c.name for c in await service.collections()] == ["kb"]  # caches stay out
@@ -233,7 +239,7 @@ async def test_the_cache_api_round_trip(http: AsyncTestClient[Any]) -> None:
                 "origin_id": "a",
                 "ttl_s": 5,
                 "max_entries": 1,
-                "collection": "kb",
+                "built_on": {"collection": "kb"},
             },
             "index_version",
         ),

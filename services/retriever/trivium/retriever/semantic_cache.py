@@ -114,14 +114,11 @@ class SemanticCache:
 
     async def store(self, namespace: str, request: CacheStore) -> CacheStoreResult:
         self._check_text(request.text)
-        if (request.collection is None) != (request.index_version is None):
-            raise InvalidInputError(
-                "collection and index_version go together", field="index_version"
-            )
         name = CACHE_PREFIX + namespace
-        if request.collection is not None:
-            current = await self._current_version(request.collection)
-            if current != request.index_version:
+        built_on = request.built_on
+        if built_on is not None:
+            current = await self._current_version(built_on.collection)
+            if current != built_on.index_version:
                 CACHE_REQUESTS.labels("store", "stale").inc()
                 return CacheStoreResult(namespace, False, await self._count(name), 0)
         vector = await self._embed(request.text, {})
@@ -135,7 +132,7 @@ class SemanticCache:
             "origin_id": request.origin_id,
             "stored_at": now,
             "expires_at": now + request.ttl_s,
-            "index_version": request.index_version or "",
+            "index_version": built_on.index_version if built_on is not None else "",
         }
         async with self._locks[namespace]:
             if not await self._store.exists(name):

@@ -29,6 +29,7 @@ __all__ = (
     "DocumentPage",
     "DocumentSummary",
     "FusionWeights",
+    "IndexRef",
     "IngestRequest",
     "IngestResult",
     "Quantization",
@@ -195,6 +196,13 @@ class CacheLookup(msgspec.Struct, forbid_unknown_fields=True):
     """A RAG road's collection: only entries stored under its current index version match."""
 
 
+class IndexRef(msgspec.Struct, forbid_unknown_fields=True):
+    """The index a RAG answer was built on."""
+
+    collection: ScopedCollection
+    index_version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
 class CacheStore(msgspec.Struct, forbid_unknown_fields=True):
     scope: Scope
     text: NonBlank
@@ -205,10 +213,9 @@ class CacheStore(msgspec.Struct, forbid_unknown_fields=True):
     ttl_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_CACHE_TTL_S)]
     max_entries: Annotated[int, msgspec.Meta(ge=1, le=MAX_CACHE_ENTRIES)]
     """The namespace's size bound: beyond it, expired then oldest entries are evicted."""
-    collection: ScopedCollection | None = None
-    index_version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
-    """With `collection`: the index version the answer was built on; an answer from an index
-    that is no longer current is not stored."""
+    built_on: IndexRef | None = None
+    """A RAG answer's collection and index version: an answer built on an index that is no
+    longer current is not stored; lookups naming the collection find it while it is current."""
 
 
 class CacheHit(msgspec.Struct):

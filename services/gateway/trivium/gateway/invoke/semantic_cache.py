@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from trivium.common.contracts.retriever import CacheLookup, CacheStore
+from trivium.common.contracts.retriever import CacheLookup, CacheStore, IndexRef
 from trivium.gateway.clients.retriever import RetrieverClient
 from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.schemas import InvokeResponse, SemanticCacheHit, Timings, Usage
@@ -194,8 +194,9 @@ class SemanticCache:
             origin_id=response.id,
             ttl_s=query.policy.ttl_s or ttl_s,
             max_entries=query.policy.max_entries,
-            collection=query.collection,
-            index_version=version,
+            built_on=None
+            if query.collection is None or version is None
+            else IndexRef(query.collection, version),
         )
         task = asyncio.create_task(self._store(call.feature_name, request))
         self._stores.add(task)
