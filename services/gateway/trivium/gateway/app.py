@@ -46,6 +46,7 @@ from trivium.gateway.invoke import (
     ShadowRunner,
     list_models,
 )
+from trivium.gateway.invoke.semantic_cache import SemanticCache
 from trivium.gateway.openapi import gateway_openapi_config
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
 from trivium.gateway.rollouts import (
@@ -180,6 +181,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 shadows=shadows,
                 limiter=limiter,
                 variants=rollouts.variants_for,
+                semantic=SemanticCache(
+                    retriever, KPI, lookup_timeout_s=section.cache.semantic_lookup_timeout_s
+                ),
             )
             app.state.serving = Serving(invoker, policy_holder, authenticator)
             if section.auth.mode == "open":

@@ -108,6 +108,12 @@ class ResponseCacheSection(Section):
 
     default_ttl_s: int = Field(default=300, gt=0)
     max_entry_bytes: int = Field(default=256 * 1024, gt=0)
+    semantic_lookup_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="the most a semantic cache lookup (at the retriever) may take; then a miss",
+    )
 
 
 class StatsSection(Section):

@@ -45,6 +45,7 @@ from trivium.retriever.search.embedding import DenseEmbedder, SparseEmbedder
 from trivium.retriever.search.filters import Condition, FilterSpec, parse_filter
 from trivium.retriever.search.fusion import reciprocal_rank_fusion
 from trivium.retriever.search.rerank import RerankCandidate, Reranker
+from trivium.retriever.semantic_cache import SemanticCache, is_cache_collection
 from trivium.retriever.store.base import (
     ChunkPoint,
     CollectionSpec,
@@ -90,6 +91,7 @@ class RetrieverService:
         )
         self._write_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._digests = DigestCache(section.store.index_version_max_age_s)
+        self.cache = SemanticCache(store, dense, self.index_version, section.search.max_query_chars)
 
     # -- collections ---------------------------------------------------------------------
 
@@ -110,7 +112,11 @@ class RetrieverService:
         return await self.stats(request.name)
 
     async def collections(self) -> list[CollectionStats]:
-        return [await self.stats(name) for name in await self.store.collections()]
+        return [await self.stats(name) for name in await self._document_collections()]
+
+    async def _document_collections(self) -> list[str]:
+        """The store's collections less the semantic cache's namespaces."""
+        return [name for name in await self.store.collections() if not is_cache_collection(name)]
 
     async def stats(self, name: str) -> CollectionStats:
         info = await self.store.info(name)
@@ -149,7 +155,7 @@ class RetrieverService:
 
     async def index_versions(self) -> dict[str, str]:
         """Every collection's version, counting those not known yet (start-up)."""
-        return {name: await self.index_version(name) for name in await self.store.collections()}
+        return {name: await self.index_version(name) for name in await self._document_collections()}
 
     async def drop_collection(self, name: str) -> None:
         async with self._write_locks[name]:

@@ -8,10 +8,20 @@ import msgspec
 
 __all__ = (
     "COLLECTION_NAME_PATTERN",
+    "MAX_CACHE_ENTRIES",
+    "MAX_CACHE_TTL_S",
     "MAX_RERANK_TOP",
     "METADATA_KEY_PATTERN",
+    "NAMESPACE_PATTERN",
     "NON_BLANK_PATTERN",
     "POINT_ID_PATTERN",
+    "SCOPE_PATTERN",
+    "CacheHit",
+    "CacheLookup",
+    "CacheLookupResult",
+    "CacheNamespaceStats",
+    "CacheStore",
+    "CacheStoreResult",
     "CollectionCreate",
     "CollectionStats",
     "DeleteResult",
@@ -19,6 +29,7 @@ __all__ = (
     "DocumentPage",
     "DocumentSummary",
     "FusionWeights",
+    "IndexRef",
     "IngestRequest",
     "IngestResult",
     "Quantization",
@@ -159,3 +170,79 @@ class SearchResponse(msgspec.Struct):
     reranked: bool
     hits: list[SearchHit]
     timings_ms: dict[str, float]
+
+
+# -- the semantic cache (`/v1/cache/{namespace}/...`) ---------------------------------------
+
+NAMESPACE_PATTERN = COLLECTION_NAME_PATTERN
+SCOPE_PATTERN = r"^[0-9a-f]{16,64}$"
+"""A hash of everything that must match exactly (the caller computes it)."""
+MAX_CACHE_TTL_S = 30 * 24 * 3600
+MAX_CACHE_ENTRIES = 1_000_000
+Scope = Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]
+Similarity = Annotated[float, msgspec.Meta(ge=0, le=1)]
+ScopedCollection = Annotated[
+    str, msgspec.Meta(pattern=COLLECTION_NAME_PATTERN, description="a RAG road's collection")
+]
+
+
+class CacheLookup(msgspec.Struct, forbid_unknown_fields=True):
+    """The nearest live entry of `scope` whose text is at least `threshold` similar (cosine)."""
+
+    scope: Scope
+    text: NonBlank
+    threshold: Similarity
+    collection: ScopedCollection | None = None
+    """A RAG road's collection: only entries stored under its current index version match."""
+
+
+class IndexRef(msgspec.Struct, forbid_unknown_fields=True):
+    """The index a RAG answer was built on."""
+
+    collection: ScopedCollection
+    index_version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class CacheStore(msgspec.Struct, forbid_unknown_fields=True):
+    scope: Scope
+    text: NonBlank
+    answer: Annotated[str, msgspec.Meta(min_length=1, max_length=262_144)]
+    """Opaque to the retriever (the gateway stores its answer's JSON)."""
+    origin_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    """The id of the request whose answer this is; a hit names it."""
+    ttl_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_CACHE_TTL_S)]
+    max_entries: Annotated[int, msgspec.Meta(ge=1, le=MAX_CACHE_ENTRIES)]
+    """The namespace's size bound: beyond it, expired then oldest entries are evicted."""
+    built_on: IndexRef | None = None
+    """A RAG answer's collection and index version: an answer built on an index that is no
+    longer current is not stored; lookups naming the collection find it while it is current."""
+
+
+class CacheHit(msgspec.Struct):
+    similarity: float
+    answer: str
+    origin_id: str
+    text: str
+    """The stored entry's text (what the original request asked)."""
+    stored_at: float
+    """Unix seconds."""
+
+
+class CacheLookupResult(msgspec.Struct):
+    namespace: str
+    hit: CacheHit | None
+    timings_ms: dict[str, float]
+
+
+class CacheStoreResult(msgspec.Struct):
+    namespace: str
+    stored: bool
+    """False: the answer's index version is no longer current (nothing written)."""
+    entries: int
+    evicted: int
+
+
+class CacheNamespaceStats(msgspec.Struct):
+    namespace: str
+    entries: int
+    live: int

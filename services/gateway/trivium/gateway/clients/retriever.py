@@ -11,6 +11,7 @@ calls raise the `trivium.common.errors` class of the retriever's status.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -22,6 +23,10 @@ import msgspec
 from prometheus_client import Gauge
 
 from trivium.common.contracts.retriever import (
+    CacheLookup,
+    CacheLookupResult,
+    CacheStore,
+    CacheStoreResult,
     CollectionCreate,
     CollectionStats,
     DeleteResult,
@@ -69,6 +74,7 @@ T = TypeVar("T")
 
 _ENCODER = msgspec.json.Encoder()
 _SEARCH_DECODER = msgspec.json.Decoder(SearchResponse)
+log = logging.getLogger(__name__)
 _JSON = {"Content-Type": "application/json"}
 _NO_CEIL = 1e9
 """aiohttp rounds timeouts over this up to whole seconds; a search's budget should not move."""
@@ -235,6 +241,52 @@ class RetrieverClient:
             return _SEARCH_DECODER.decode(payload)
         except msgspec.DecodeError as exc:
             raise RetrievalError("retriever_error", f"unexpected retriever answer: {exc}") from exc
+
+    # -- the semantic cache (best effort: any failure is None) ----------------------------
+
+    async def cache_lookup(
+        self, namespace: str, request: CacheLookup, *, timeout_s: float
+    ) -> CacheLookupResult | None:
+        """None on any failure or while the search circuit is open (a miss, never an error)."""
+        if self.breaker.state == "open":
+            return None
+        payload = await self._cache_call(namespace, "lookup", _ENCODER.encode(request), timeout_s)
+        if payload is None:
+            return None
+        try:
+            return msgspec.json.decode(payload, type=CacheLookupResult)
+        except msgspec.DecodeError:
+            return None
+
+    async def cache_store(self, namespace: str, request: CacheStore, *, timeout_s: float) -> bool:
+        """Whether the retriever stored it."""
+        payload = await self._cache_call(namespace, "store", _ENCODER.encode(request), timeout_s)
+        if payload is None:
+            return False
+        try:
+            return msgspec.json.decode(payload, type=CacheStoreResult).stored
+        except msgspec.DecodeError:
+            return False
+
+    async def _cache_call(
+        self, namespace: str, op: str, body: bytes, timeout_s: float
+    ) -> bytes | None:
+        url = "/".join((self.base_url, "v1/cache", quote(namespace, safe=""), op))
+        try:
+            async with self._client().post(
+                url,
+                data=body,
+                headers=_JSON,
+                timeout=aiohttp.ClientTimeout(total=timeout_s, ceil_threshold=_NO_CEIL),
+            ) as response:
+                status, payload = response.status, await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.debug("semantic cache call failed", extra={"op": op, "error": str(exc)})
+            return None
+        if status != 200:
+            log.debug("semantic cache call refused", extra={"op": op, "status": status})
+            return None
+        return payload
 
     # -- administration (the CLI) ---------------------------------------------------------
 

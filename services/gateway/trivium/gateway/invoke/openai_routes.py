@@ -146,7 +146,7 @@ class ChatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def _extension(answer: InvokeResponse) -> dict[str, Any]:
-    return {
+    extension: dict[str, Any] = {
         "feature": answer.feature,
         "route": answer.route,
         "variant": answer.variant,
@@ -162,6 +162,9 @@ def _extension(answer: InvokeResponse) -> dict[str, Any]:
         "needs_review": answer.needs_review,
         "cached": answer.cached,
     }
+    if answer.semantic_cache is not msgspec.UNSET:
+        extension["semantic_cache"] = answer.semantic_cache
+    return extension
 
 
 def _finish_reason(answer: InvokeResponse) -> str:

@@ -35,6 +35,7 @@ from trivium.gateway.invoke.groundedness import SCORERS, TokenOverlap
 from trivium.gateway.invoke.inputs import check_request
 from trivium.gateway.invoke.plan import FeatureMisconfiguredError, Plan, Planner
 from trivium.gateway.invoke.schemas import FallbackInfo, InvokeRequest, InvokeResponse, Usage
+from trivium.gateway.invoke.semantic_cache import SemanticCache, SemanticQuery, semantic_query
 from trivium.gateway.invoke.shadow import ShadowRunner
 from trivium.gateway.invoke.trial import trial_arm
 from trivium.gateway.policy import LoadedPolicy, assign_variant, assignment_key
@@ -70,6 +71,7 @@ class Invoker:
         shadows: ShadowRunner | None,
         limiter: Limiter | None = None,
         variants: Callable[[str, Feature], Mapping[str, Variant]] | None = None,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.planner = planner
         self.admission = admission
@@ -82,6 +84,8 @@ class Invoker:
         self.variants = variants
         """The weights requests are assigned by (a rollout's effective ones); unset: the file's."""
         self.scorer = SCORERS[TokenOverlap.name]
+        self.semantic = semantic
+        """The semantic cache, for features whose policy opts in (`cache.semantic`)."""
 
     def resolve(
         self,
@@ -163,7 +167,7 @@ class Invoker:
                         call.caller, call.feature_name, call.feature.callers, call.max_tokens
                     )
                 key = await self._cache_key(call)
-                response = await self._cache_get(call, key)
+                response, meaning = await self._cached(call, key)
                 if response is None:
                     async for event in self._roads(call, root, streaming=streaming):
                         if isinstance(event, InvokeResponse):
@@ -171,7 +175,7 @@ class Invoker:
                         else:
                             yield event
                     assert response is not None
-                    await self._cache_put(call, key, response)
+                    await self._cache_put(call, key, response, meaning)
                     self._start_shadows(call, response)
                 elif streaming and response.output:
                     yield response.output
@@ -334,15 +338,57 @@ class Invoker:
         body = (call.loaded.hash, request.input, request.messages, request.max_tokens)
         return cache_key(self.cache_prefix, parts, (body, request.temperature))
 
+    async def _cached(
+        self, call: Call, key: str | None
+    ) -> tuple[InvokeResponse | None, SemanticQuery | None]:
+        """The exact cache's answer, else the semantic cache's; and the semantic query to
+        store the answer under (None when the semantic cache is off for this call)."""
+        response = await self._cache_get(call, key)
+        if response is not None:
+            return response, None
+        meaning = await self._semantic_query(call)
+        if meaning is not None and self.semantic is not None:
+            response = await self.semantic.lookup(call, meaning)
+        return response, meaning
+
+    async def _semantic_query(self, call: Call) -> SemanticQuery | None:
+        """None: no semantic cache for this call (off, trial traffic, nothing to compare)."""
+        cache = call.feature.cache
+        if (
+            self.semantic is None
+            or cache is None
+            or cache.semantic is None
+            or call.request.trial is not None
+        ):
+            return None
+        arm = call.arm
+        template = (await self.planner.template(call, arm.template)).ref if arm.template else "-"
+        adapter = await self.planner.adapter(call, arm.adapter) if arm.adapter else "-"
+        meaning = semantic_query(call, template, adapter, cache.semantic)
+        if meaning is None:
+            self.accountant.kpis.cache(call.feature_name, "semantic_skip")
+        return meaning
+
+    def _ttl(self, call: Call) -> int:
+        cache = call.feature.cache
+        return (cache.ttl_s if cache is not None else None) or self.default_cache_ttl_s
+
     async def _cache_get(self, call: Call, key: str | None) -> InvokeResponse | None:
         if key is None or self.cache is None:
             return None
         return await self.cache.lookup(call.feature_name, key, call.answer_id, call.started)
 
-    async def _cache_put(self, call: Call, key: str | None, response: InvokeResponse) -> None:
+    async def _cache_put(
+        self,
+        call: Call,
+        key: str | None,
+        response: InvokeResponse,
+        meaning: SemanticQuery | None = None,
+    ) -> None:
         if key is not None and self.cache is not None and call.feature.cache is not None:
-            ttl = call.feature.cache.ttl_s or self.default_cache_ttl_s
-            await self.cache.store(call.feature_name, key, response, ttl)
+            await self.cache.store(call.feature_name, key, response, self._ttl(call))
+        if meaning is not None and self.semantic is not None:
+            self.semantic.store(call, meaning, response, self._ttl(call))
 
 
 async def _last(events: AsyncIterator[StreamEvent]) -> InvokeResponse:

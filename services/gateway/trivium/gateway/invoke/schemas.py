@@ -9,12 +9,14 @@ import msgspec
 from trivium.common.contracts.trials import ARM_PATTERN, TRIAL_ID_PATTERN
 
 __all__ = (
+    "Cached",
     "Citation",
     "FallbackInfo",
     "InvokeRequest",
     "InvokeResponse",
     "Lineage",
     "Message",
+    "SemanticCacheHit",
     "Timings",
     "TrialTag",
     "Usage",
@@ -104,6 +106,23 @@ class Lineage(msgspec.Struct, frozen=True, omit_defaults=True):
     upstream: str | None = None
 
 
+class SemanticCacheHit(msgspec.Struct, frozen=True):
+    """What a semantic cache hit replayed: how close the question was, and whose answer."""
+
+    similarity: float
+    """Cosine similarity of this question's compared text to the original's."""
+    threshold: float
+    """The feature's threshold it cleared."""
+    original_id: str
+    """The answer id (`ans_...`) of the request whose answer this is."""
+
+
+Cached = bool | Literal["semantic"]
+"""false: generated for this request; true: an exact cache hit (identical request); "semantic":
+a semantic cache hit (a question of the same meaning). Existing readers that test truthiness
+keep working: both kinds of hit are truthy."""
+
+
 class InvokeResponse(msgspec.Struct):
     id: str
     feature: str
@@ -122,5 +141,7 @@ class InvokeResponse(msgspec.Struct):
     groundedness: float | None = None
     verdict: Verdict | None = None
     needs_review: bool = False
-    cached: bool = False
+    cached: Cached = False
     finish_reason: str | None = None
+    semantic_cache: SemanticCacheHit | msgspec.UnsetType = msgspec.UNSET
+    """On a semantic hit only (absent otherwise)."""

@@ -51,6 +51,7 @@ __all__ = (
     "ResponseCacheFile",
     "RetrievalFile",
     "RolloutFile",
+    "SemanticCacheFile",
     "TokenPriceFile",
     "UpstreamFile",
     "VariantFile",
@@ -199,9 +200,30 @@ class CallersFile(_File):
     per-process limit (counted), fail_closed answers 503."""
 
 
+DEFAULT_SEMANTIC_THRESHOLD = 0.94
+"""Chosen on the paraphrase set (`load/bench_semantic_cache.py`; README, Semantic cache)."""
+
+
+class SemanticCacheFile(_File):
+    """Answers replayed for a question of the same meaning, within an exact scope: feature,
+    variant, route, template and adapter versions, policy hash, the retriever's index version
+    on RAG roads, every message but the last user turn (or every other input variable)."""
+
+    threshold: float = Field(default=DEFAULT_SEMANTIC_THRESHOLD, ge=0.5, le=1)
+    """The least cosine similarity of the compared text that counts as the same question."""
+    ttl_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    """Unset: the exact cache's TTL."""
+    max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
+    """The feature's namespace keeps at most this many answers (oldest evicted)."""
+    text: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    """For `input` requests: the variable compared by meaning; unset: the only string one."""
+
+
 class ResponseCacheFile(_File):
     ttl_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     """Unset: the gateway's `cache.default_ttl_s`."""
+    semantic: SemanticCacheFile | None = None
+    """Opt-in: also replay answers to paraphrases (see `SemanticCacheFile`)."""
 
 
 def _cache_switch(value: object) -> object:

@@ -30,6 +30,7 @@ __all__ = (
     "Retrieval",
     "Road",
     "Rollout",
+    "SemanticCache",
     "TokenPrice",
     "Upstream",
     "Variant",
@@ -103,9 +104,19 @@ class Callers(msgspec.Struct, frozen=True):
     on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"
 
 
+class SemanticCache(msgspec.Struct, frozen=True):
+    threshold: float
+    ttl_s: int | None = None
+    """Unset: the exact cache's TTL."""
+    max_entries: int = 10_000
+    text: str | None = None
+    """The input variable compared by meaning; unset: the only string one."""
+
+
 class ResponseCache(msgspec.Struct, frozen=True):
     ttl_s: int | None = None
     """Unset: the gateway's `cache.default_ttl_s`."""
+    semantic: SemanticCache | None = None
 
 
 class Guards(msgspec.Struct, frozen=True):

@@ -17,6 +17,7 @@ from trivium.gateway.policy.document import (
     FeatureDocument,
     PolicyFile,
     RequirementsFile,
+    ResponseCacheFile,
     RetrievalFile,
     TokenPriceFile,
     UpstreamFile,
@@ -36,6 +37,7 @@ from trivium.gateway.policy.model import (
     ResponseCache,
     Retrieval,
     Rollout,
+    SemanticCache,
     TokenPrice,
     Upstream,
     Variant,
@@ -113,7 +115,7 @@ class _Resolver:
             ),
             shadow=tuple(body.shadow),
             fallback=tuple(body.fallback),
-            cache=None if body.cache is None else ResponseCache(ttl_s=body.cache.ttl_s),
+            cache=_cache(body.cache),
             temperature=body.temperature,
             requirements=_requirements(body.requirements),
         )
@@ -297,4 +299,21 @@ def _requirements(body: RequirementsFile | None) -> Requirements | None:
     return Requirements(
         **fields,
         min_quality=None if quality is None else MinQuality(quality.metric, quality.threshold),
+    )
+
+
+def _cache(body: ResponseCacheFile | None) -> ResponseCache | None:
+    if body is None:
+        return None
+    semantic = body.semantic
+    return ResponseCache(
+        ttl_s=body.ttl_s,
+        semantic=None
+        if semantic is None
+        else SemanticCache(
+            threshold=semantic.threshold,
+            ttl_s=semantic.ttl_s,
+            max_entries=semantic.max_entries,
+            text=semantic.text,
+        ),
     )

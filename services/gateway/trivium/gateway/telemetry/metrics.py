@@ -33,8 +33,20 @@ RequestStatus = Literal["ok", "error", "timeout", "rejected", "withheld", "cance
 the answer; cancelled: the caller went away before the answer."""
 ShadowStatus = Literal["ok", "error", "timeout", "dropped"]
 """dropped: the shadow copy was not run (queue full or shutting down)."""
-Stage = Literal["retrieve", "rerank", "render", "generate", "verify", "cache"]
-CacheResult = Literal["hit", "miss", "store", "error"]
+Stage = Literal["retrieve", "rerank", "render", "generate", "verify", "cache", "semantic_cache"]
+CacheResult = Literal[
+    "hit",
+    "miss",
+    "store",
+    "error",
+    "semantic_hit",
+    "semantic_miss",
+    "semantic_store",
+    "semantic_error",
+    "semantic_skip",
+]
+"""Exact: hit, miss, store, error; semantic: the same prefixed, and `semantic_skip` (no
+comparable text, or the feature's upstream is faster than the lookup)."""
 Traffic = Literal["production", "trial"]
 """The `traffic` label of the request KPIs: trial traffic (a trial's forced arms) is labelled
 apart, so production panels and alerts can leave it out."""

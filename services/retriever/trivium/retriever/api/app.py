@@ -13,6 +13,8 @@ from litestar.di import Provide
 from trivium.common.contracts.retriever import (
     MAX_RERANK_TOP,
     METADATA_KEY_PATTERN,
+    CacheLookup,
+    CacheStore,
     CollectionCreate,
     IngestRequest,
     SearchRequest,
@@ -31,6 +33,7 @@ from trivium.common.http.probes import PrometheusController, healthz, http_metri
 from trivium.common.http.problems import PROBLEM_EXCEPTION_HANDLERS
 from trivium.common.http.request_id import RequestIdMiddleware
 from trivium.common.http.strict_body import decode_body_strictly
+from trivium.retriever.api.cache_routes import CacheController
 from trivium.retriever.api.health import readyz
 from trivium.retriever.api.routes import CollectionController
 from trivium.retriever.config import RetrieverSettings
@@ -105,7 +108,13 @@ def create_app(
         return retriever
 
     app = Litestar(
-        route_handlers=[CollectionController, PrometheusController, healthz, readyz],
+        route_handlers=[
+            CollectionController,
+            CacheController,
+            PrometheusController,
+            healthz,
+            readyz,
+        ],
         dependencies={"retriever": Provide(provide_retriever, sync_to_thread=False)},
         lifespan=[lifespan],
         state=State({"settings": settings, "admin_tokens": settings.retriever.admin_tokens}),
@@ -123,7 +132,7 @@ def schema_patches(settings: RetrieverSettings, retriever: RetrieverService) -> 
     """What the OpenAPI schema cannot learn from the types: this deployment's limits."""
     section = settings.retriever
     return [
-        describe_structs(CollectionCreate, IngestRequest, SearchRequest),
+        describe_structs(CollectionCreate, IngestRequest, SearchRequest, CacheLookup, CacheStore),
         unions_as_any_of,
         define("SearchRequest", "filter", FILTER_JSON_SCHEMA),
         constrain("SearchRequest", "k", maximum=section.search.max_k),
@@ -137,5 +146,7 @@ def schema_patches(settings: RetrieverSettings, retriever: RetrieverService) -> 
         ),
         constrain("SearchRequest", "rerank_top", maximum=MAX_RERANK_TOP),
         constrain("DocumentIn", "metadata", propertyNames={"pattern": METADATA_KEY_PATTERN}),
+        constrain("CacheLookup", "text", maxLength=section.search.max_query_chars),
+        constrain("CacheStore", "text", maxLength=section.search.max_query_chars),
         constrain("IngestRequest", "documents", maxItems=section.max_documents_per_request),
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ("CHUNKS", "DOCUMENTS", "QUERY_BATCH", "SEARCHES", "STAGE_SECONDS")
+__all__ = ("CACHE_REQUESTS", "CHUNKS", "DOCUMENTS", "QUERY_BATCH", "SEARCHES", "STAGE_SECONDS")
 
 STAGE_SECONDS = Histogram(
     "trivium_retriever_stage_duration_seconds",
@@ -23,4 +23,9 @@ QUERY_BATCH = Histogram(
     "trivium_retriever_query_batch_size",
     "Search queries embedded together in one model call.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+CACHE_REQUESTS = Counter(
+    "trivium_retriever_cache_requests_total",
+    "Semantic cache calls.",
+    ["op", "result"],  # lookup: hit, miss; store: stored, stale; evict: expired, oldest
 )
