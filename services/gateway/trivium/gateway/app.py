@@ -48,6 +48,8 @@ from trivium.gateway.invoke import (
 )
 from trivium.gateway.openapi import gateway_openapi_config
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
+from trivium.gateway.reviews import ReviewController, ReviewQueue, ReviewStore
+from trivium.gateway.reviews.page import ReviewPages
 from trivium.gateway.rollouts import (
     Lease,
     RolloutController,
@@ -132,6 +134,18 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             limiter = Limiter(
                 client, prefix, section.limits.window_s, section.limits.settle_flush_s
             )
+            review_store = ReviewStore(
+                client,
+                prefix,
+                retention_s=section.reviews.retention_s,
+                max_per_feature=section.reviews.max_per_feature,
+            )
+            reviews = ReviewQueue(
+                review_store,
+                poll_s=section.reviews.poll_s,
+                policy=lambda: policy_holder.current.policy,
+            )
+            app.state.review_store = review_store
             app.state.key_store = key_store
             app.state.trial_store = TrialStore(client, prefix)
             app.state.authenticator = authenticator
@@ -141,6 +155,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             await adapters.start()
             stats.start()
             answers.start()
+            reviews.start()
             app.state.templates = templates
             app.state.adapters = adapters
             app.state.datasets = DatasetStore(client, settings.registry)
@@ -180,6 +195,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 shadows=shadows,
                 limiter=limiter,
                 variants=rollouts.variants_for,
+                reviews=reviews,
             )
             app.state.serving = Serving(invoker, policy_holder, authenticator)
             if section.auth.mode == "open":
@@ -206,6 +222,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 await policy_holder.stop()
                 await shadows.drain(section.graceful_shutdown_s)
                 await answers.stop()
+                await reviews.stop()
                 await stats.stop()
                 await limiter.stop()
                 await key_listener.stop()
@@ -229,6 +246,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             RolloutRoutes,
             StatsController,
             FeedbackController,
+            ReviewController,
+            ReviewPages,
             DecisionController,
             PrometheusController,
             healthz,

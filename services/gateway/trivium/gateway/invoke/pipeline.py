@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trivium.common.errors import TriviumError
 from trivium.gateway.callers import ANONYMOUS, Caller, Limiter
@@ -48,6 +48,9 @@ from trivium.gateway.telemetry.tracing import (
     use_span,
 )
 
+if TYPE_CHECKING:  # the review queue imports the invoke schemas
+    from trivium.gateway.reviews.queue import ReviewQueue
+
 __all__ = ("Call", "FeatureMisconfiguredError", "Invoker", "StreamEvent")
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Invoker:
         shadows: ShadowRunner | None,
         limiter: Limiter | None = None,
         variants: Callable[[str, Feature], Mapping[str, Variant]] | None = None,
+        reviews: ReviewQueue | None = None,
     ) -> None:
         self.planner = planner
         self.admission = admission
@@ -82,6 +86,8 @@ class Invoker:
         self.variants = variants
         """The weights requests are assigned by (a rollout's effective ones); unset: the file's."""
         self.scorer = SCORERS[TokenOverlap.name]
+        self.reviews = reviews
+        """Flagged, withheld, held and sampled answers go to reviewers (production only)."""
 
     def resolve(
         self,
@@ -173,9 +179,10 @@ class Invoker:
                     assert response is not None
                     await self._cache_put(call, key, response)
                     self._start_shadows(call, response)
+                    response = await self._review(call, response)
                 elif streaming and response.output:
                     yield response.output
-                status = "withheld" if response.verdict == "withheld" else "ok"
+                status = "withheld" if response.verdict in ("withheld", "held") else "ok"
                 yield response
             except TriviumError as exc:
                 status = status_of(exc)
@@ -227,6 +234,7 @@ class Invoker:
                 fallback = self._fell_back(call, arms, index, exc)
                 continue
             response = build_answer(call, plan, generated, fallback, self.scorer)
+            call.hits, call.text = plan.hits, generated.text
             if streaming and plan.withholds and response.output:
                 yield response.output
             yield response
@@ -318,6 +326,19 @@ class Invoker:
             run = functools.partial(self.generate, call.copy_for(arm))
             self.shadows.submit(call.request_id, call.feature_name, name, run, primary)
 
+    async def _review(self, call: Call, response: InvokeResponse) -> InvokeResponse:
+        if self.reviews is None or call.request.trial is not None:
+            return response
+        return await self.reviews.consider(
+            call.request,
+            response,
+            call.caller,
+            call.request_id,
+            call.hits,
+            call.text,
+            call.feature.review.sample_rate,
+        )
+
     # -- cache -----------------------------------------------------------------------------
 
     async def _cache_key(self, call: Call) -> str | None:
@@ -340,7 +361,13 @@ class Invoker:
         return await self.cache.lookup(call.feature_name, key, call.answer_id, call.started)
 
     async def _cache_put(self, call: Call, key: str | None, response: InvokeResponse) -> None:
-        if key is not None and self.cache is not None and call.feature.cache is not None:
+        held = response.verdict == "held"  # its answer waits for a reviewer, per request
+        if (
+            key is not None
+            and self.cache is not None
+            and call.feature.cache is not None
+            and not held
+        ):
             ttl = call.feature.cache.ttl_s or self.default_cache_ttl_s
             await self.cache.store(call.feature_name, key, response, ttl)
 

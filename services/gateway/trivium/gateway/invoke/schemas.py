@@ -21,7 +21,7 @@ __all__ = (
     "Verdict",
 )
 
-Verdict = Literal["passed", "flagged", "withheld"]
+Verdict = Literal["passed", "flagged", "withheld", "held"]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
@@ -124,3 +124,6 @@ class InvokeResponse(msgspec.Struct):
     needs_review: bool = False
     cached: bool = False
     finish_reason: str | None = None
+    review_id: str | None = None
+    """Set when the answer entered the review queue (`GET /v1/reviews/{id}`); with verdict
+    `held` the output waits for a reviewer's decision there."""

@@ -35,6 +35,7 @@ from trivium.gateway.policy.model import (
     Policy,
     ResponseCache,
     Retrieval,
+    Review,
     Rollout,
     TokenPrice,
     Upstream,
@@ -116,6 +117,7 @@ class _Resolver:
             cache=None if body.cache is None else ResponseCache(ttl_s=body.cache.ttl_s),
             temperature=body.temperature,
             requirements=_requirements(body.requirements),
+            review=Review(body.review.sample_rate, body.review.slo_s),
         )
         arms = {v: feature.arm(name, v) for v in (None, *feature.variants)}
         for variant in feature.variants:
