@@ -94,7 +94,6 @@ def test_the_shipped_examples_warnings() -> None:
         "features.support-kb.fallback",
         "features.ticket-triage.fallback",
         "features.triage-with-context.fallback",
-        "features.policy-qa.retrieval.on_fail",
     ]
     assert example.warnings[0].message.startswith("variants control, canary-template: ")
     following = check_policy((DEPLOY / "policy.example.next.yaml").read_bytes(), "next")
