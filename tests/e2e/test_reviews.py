@@ -6,14 +6,19 @@ every refusal (400, 403, 404, 409, 413) and the bad `review` blocks."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from matplotlib.image import imread
+from playwright.sync_api import sync_playwright
 
 from tests.e2e.conftest import (
     ServiceProcess,
@@ -25,6 +30,7 @@ from tests.e2e.conftest import (
     start_retriever,
     trivium_env,
 )
+from tests.support.chromium import CHROMIUM_ARGS, ChromiumNotFoundError, find_chromium
 from tests.support.openai_upstream import OpenAIUpstream, echo_reply
 from tests.support.prometheus import sample_value
 from trivium.common.redis_server import RedisServerProcess
@@ -45,7 +51,7 @@ KB = [
         "text": "Reset a forgotten password from the login page with the emailed link.",
     },
 ]
-MADE_UP = "Refunds arrive by carrier pigeon on alternate Tuesdays."
+MADE_UP = "Refunds reach the card by carrier pigeon on alternate Tuesdays."
 POLICY = """
 version: 1
 upstreams:
@@ -378,3 +384,102 @@ def test_a_bad_review_block_is_refused_with_its_path(
 
 def d_http(d: Deployment) -> httpx.Client:
     return d.http()
+
+
+# -- the reviewers' page, in a real headless Chromium ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    try:
+        return find_chromium()
+    except ChromiumNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.mark.timeout(900)  # the first run may install chromium; a warm run takes seconds
+def test_the_review_page_in_chromium(
+    deployment: Deployment, chromium: Path, tmp_path: Path
+) -> None:
+    d = deployment
+    review_id = ask(d, "kb-held", "invent how refunds reach the card", status=202)["review_id"]
+    base = d.gateway.base_url
+    reviewer_key = d.reviewer["authorization"].removeprefix("Bearer ")
+    app_key = d.app["authorization"].removeprefix("Bearer ")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=list(CHROMIUM_ARGS), timeout=30_000
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1200, "height": 900})
+            page = context.new_page()
+            problems: list[str] = []
+            requested: list[str] = []
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}"))
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("request", lambda r: requested.append(r.url))
+
+            page.goto(f"{base}/reviews", wait_until="load")
+            assert page.url == f"{base}/reviews/login"  # not signed in: the login form
+            page.fill("input[name=key]", app_key)  # a key without the review scope
+            page.click("button[type=submit] >> text=sign in")
+            assert "not signed in" in page.inner_text("main")
+            page.fill("input[name=key]", reviewer_key)
+            page.click("button[type=submit] >> text=sign in")
+            assert page.url == f"{base}/reviews"
+            (cookie,) = context.cookies()
+            assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (
+                True,
+                "Strict",
+                "/reviews",
+            )
+            assert reviewer_key not in page.url
+
+            page.click(f"a[href='/reviews/{review_id}']")
+            assert page.url == f"{base}/reviews/{review_id}"
+            marked = set(page.locator(".passage mark").all_inner_texts())
+            assert marked == {"Refunds", "reach", "card"}  # the answer's words, found
+            unsupported = page.locator(".unsupported").all_inner_texts()
+            assert {"pigeon", "Tuesdays"} <= set(unsupported)  # said, in no passage
+            assert "invent how refunds reach the card" in page.inner_text("main")
+            assert page.evaluate("document.scripts.length") == 0
+            shot = Path(os.environ.get("TRIVIUM_SCREENSHOT_DIR") or tmp_path) / "review-case.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+            colours = np.unique(np.asarray(imread(str(shot)))[..., :3].reshape(-1, 3), axis=0)
+            assert len(colours) > 20, "a blank page"
+
+            page.check("input[value=correct]")
+            page.fill("textarea[name=correction]", "Refunds take five business days.")
+            page.click("button >> text=decide")
+            assert page.url == f"{base}/reviews/{review_id}"
+            assert "correct by alice-reviewer" in page.inner_text("main")
+            assert problems == []
+            assert all(url.startswith(base) for url in requested)  # nothing off-origin
+        finally:
+            browser.close()
+    outcome = review(d, review_id, d.app).json()
+    assert (outcome["status"], outcome["output"]) == (
+        "corrected",
+        "Refunds take five business days.",
+    )
+
+
+def test_the_page_refuses_a_decision_from_another_origin(deployment: Deployment) -> None:
+    d = deployment
+    review_id = ask(d, "kb-held", "invent a cross-site case", status=202)["review_id"]
+    key = d.reviewer["authorization"].removeprefix("Bearer ")
+    with d.http() as http:
+        signed_in = http.post("/reviews/login", data={"key": key})
+        assert signed_in.status_code == 303
+        forged = http.post(
+            f"/reviews/{review_id}/decide",
+            data={"decision": "approve"},
+            headers={"origin": "http://evil.example"},
+        )
+        assert forged.status_code == 403
+        assert review(d, review_id, d.reviewer).json()["status"] == "pending"
+        page = http.get(f"/reviews/{review_id}")
+        assert page.status_code == 200
+        assert "script-src" not in page.headers["content-security-policy"]
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")

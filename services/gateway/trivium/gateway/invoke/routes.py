@@ -76,7 +76,7 @@ class InvokeController(Controller):
         call = invoker.resolve(feature, data, here.policies.current, REQUEST_ID.get() or "", caller)
         if not data.stream:
             answer = await invoker.invoke(call)
-            held = answer.verdict == "held"
+            held = answer.review_id is not None and answer.verdict == "held"  # trials: 200
             status = HTTP_202_ACCEPTED if held else HTTP_200_OK
             return Response(answer, status_code=status, headers=call.rate_limit_headers())
         events = await start_stream(invoker.stream(call))

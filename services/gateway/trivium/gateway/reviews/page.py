@@ -237,12 +237,12 @@ class ReviewPages(Controller):
             samesite="strict",
             secure=request.url.scheme == "https",
         )
-        return Redirect("/reviews", cookies=[cookie], headers=HEADERS)
+        return Redirect("/reviews", cookies=[cookie], headers=HEADERS, status_code=303)
 
     @post("/logout", status_code=303)
     async def logout(self) -> Response[Any]:
         cookie = Cookie(key=COOKIE, value="", path="/reviews", max_age=0, httponly=True)
-        return Redirect("/reviews/login", cookies=[cookie], headers=HEADERS)
+        return Redirect("/reviews/login", cookies=[cookie], headers=HEADERS, status_code=303)
 
     @get("/", media_type="text/html")
     async def queue(
@@ -252,7 +252,7 @@ class ReviewPages(Controller):
         status: ReviewStatus | None = "pending",
     ) -> Response[Any]:
         if await _reviewer(request) is None:
-            return Redirect("/reviews/login")
+            return Redirect("/reviews/login", status_code=303)
         reviews = await _store(request).summaries(feature, status, 200)
         rows = "".join(
             f'<tr><td><a href="/reviews/{r.id}">{r.id}</a></td><td>{html.escape(r.feature)}'
@@ -280,7 +280,7 @@ class ReviewPages(Controller):
         review_id: Annotated[str, Parameter(pattern=REVIEW_ID_PATTERN)],
     ) -> Response[Any]:
         if await _reviewer(request) is None:
-            return Redirect("/reviews/login")
+            return Redirect("/reviews/login", status_code=303)
         stored = await _store(request).get(review_id)
         if stored is None:
             return _page("Not found", "<h1>No such review</h1>", 404)
@@ -295,7 +295,7 @@ class ReviewPages(Controller):
     ) -> Response[Any]:
         reviewer = await _reviewer(request)
         if reviewer is None:
-            return Redirect("/reviews/login")
+            return Redirect("/reviews/login", status_code=303)
         if not _same_origin(request):
             return _page("Refused", "<h1>Refused: not from this page's origin</h1>", 403)
         choice = data.get("decision", "")
@@ -315,4 +315,4 @@ class ReviewPages(Controller):
                 f"<h1>Not decided</h1><p>{html.escape(exc.message)}</p>",
                 exc.status_code,
             )
-        return Redirect(f"/reviews/{review_id}", headers=HEADERS)
+        return Redirect(f"/reviews/{review_id}", headers=HEADERS, status_code=303)

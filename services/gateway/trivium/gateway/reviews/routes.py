@@ -168,7 +168,7 @@ class ReviewController(Controller):
         return view_of(stored, reviewer=reader.reviewer)
 
     @post(
-        "/{target:str}",
+        "/{review_id:str}",
         guards=[require_scope],
         opt={"scope": "review"},
         security=scoped("review"),
@@ -187,11 +187,11 @@ class ReviewController(Controller):
     async def decide(
         self,
         request: Request[Any, Any, Any],
-        target: Annotated[
+        review_id: Annotated[
             str, Parameter(pattern=DECIDE_PATTERN, description="`<review id>:decide`")
         ],
         data: DecisionRequest,
     ) -> ReviewView:
         caller: Caller = request.state.caller
-        review_id = target.removesuffix(":decide")
-        return await decide(_store(request), review_id, data, caller.name)
+        target = review_id.removesuffix(":decide")
+        return await decide(_store(request), target, data, caller.name)
