@@ -33,6 +33,8 @@ __all__ = ("ReviewQueue", "ReviewUnavailableError", "new_review_id")
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 2
+DECISIONS = ("approve", "correct", "reject")
+REASONS = ("flagged", "withheld", "held", "sampled")
 
 
 class ReviewUnavailableError(UnavailableError):
@@ -146,6 +148,10 @@ class ReviewQueue:
             oldest = 0.0 if depth.oldest_ms is None else max(now_ms - depth.oldest_ms, 0) / 1000
             self.metrics.oldest.labels(name).set(oldest)
             self.metrics.slo.labels(name).set(feature.review.slo_s)
+            for kind in DECISIONS:  # exported from 0, so increase() sees the first
+                self.metrics.decisions.labels(name, kind)
+            for why in REASONS:
+                self.metrics.enqueued.labels(name, why)
 
     def start(self) -> None:
         self._loop.start()
