@@ -424,6 +424,9 @@ def test_the_review_page_in_chromium(
             page.fill("input[name=key]", app_key)  # a key without the review scope
             page.click("button[type=submit] >> text=sign in")
             assert "not signed in" in page.inner_text("main")
+            assert problems == ["console error: Failed to load resource: the server responded "
+                                "with a status of 403 (Forbidden)"]  # fmt: skip
+            problems.clear()
             page.fill("input[name=key]", reviewer_key)
             page.click("button[type=submit] >> text=sign in")
             assert page.url == f"{base}/reviews"
@@ -452,7 +455,7 @@ def test_the_review_page_in_chromium(
             page.check("input[value=correct]")
             page.fill("textarea[name=correction]", "Refunds take five business days.")
             page.click("button >> text=decide")
-            assert page.url == f"{base}/reviews/{review_id}"
+            assert page.url == f"{base}/reviews/{review_id}", page.inner_text("body")
             assert "correct by alice-reviewer" in page.inner_text("main")
             assert problems == []
             assert all(url.startswith(base) for url in requested)  # nothing off-origin

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
@@ -83,7 +84,7 @@ async def test_a_decision_is_audited_once_and_a_second_one_is_refused(client: Re
     assert again.previous.reviewer == "alice"
     unknown = await reviews.decide(new_review_id(now), corrected, now)
     assert unknown.result == MISSING
-    audit = await client.xrange(reviews.audit)
+    audit = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(reviews.audit))
     actions = [(f[b"action"], f[b"actor"]) for _, f in audit]
     assert actions == [(b"enqueued", b"app"), (b"correct", b"alice")]
     stored = await reviews.get(one.id)
