@@ -155,7 +155,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             await adapters.start()
             stats.start()
             answers.start()
-            reviews.start()
+            await reviews.start()
             app.state.templates = templates
             app.state.adapters = adapters
             app.state.datasets = DatasetStore(client, settings.registry)

@@ -153,7 +153,13 @@ class ReviewQueue:
             for why in REASONS:
                 self.metrics.enqueued.labels(name, why)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """The gauges at once (a scrape right after start-up sees every feature), then
+        every `poll_s`."""
+        try:
+            await self.poll()
+        except (redis_errors.RedisError, OSError) as exc:
+            log.warning("review queue depth not read", extra={"error": repr(exc)})
         self._loop.start()
 
     async def stop(self) -> None:
