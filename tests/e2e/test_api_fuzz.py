@@ -401,7 +401,7 @@ def test_the_gateway_schema_states_its_errors_scopes_and_patterns(
     assert invoke["security"] == [{"bearer": ["invoke"]}]
     assert "`invoke` scope" in invoke["description"]
     assert set(invoke["responses"]) == {
-        "200", "400", "401", "403", "404", "413", "429", "431", "502", "503", "504"
+        "200", "202", "400", "401", "403", "404", "413", "429", "431", "502", "503", "504"
     }  # fmt: skip
     assert set(invoke["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert "x-ratelimit-remaining-requests" in invoke["responses"]["429"]["headers"]

@@ -60,7 +60,7 @@ def test_pubmed_qa_needs_a_retrieval_road_and_asks_for_the_review_hold() -> None
     regulated = fired["regulated_features_require_a_verifier_and_the_review_hold"]
     assert regulated.excludes == []  # every arm retrieves
     assert regulated.actions == [
-        "set retrieval.on_fail: withhold: a poorly grounded answer is held for review"
+        "set retrieval.on_fail: hold: a poorly grounded answer waits for a reviewer"
     ]
     verdicts = {(c.arm, c.requirement): c.verdict for c in decision.checks}
     # re-ranking buys recall ([0.62, 0.88] >= 0.6) but its P95 (222 ms) breaks the 200 ms SLO

@@ -110,7 +110,7 @@ def test_regulated_features_require_a_verifier_and_the_review_hold() -> None:
         route="rag",
         upstream="u",
         template="t@1",
-        retrieval=Retrieval("docs", min_groundedness=0.6, on_fail="withhold"),
+        retrieval=Retrieval("docs", min_groundedness=0.6, on_fail="hold"),
     )
     held = regulated_features_require_a_verifier_and_the_review_hold(
         facts(verified, regulated=True)

@@ -82,20 +82,10 @@ def test_an_arm_whose_fallbacks_all_collapse_into_itself_has_no_chain_to_warn_ab
     assert [message.split(":")[0] for _, message in found] == ["variant main"]
 
 
-def test_withhold_is_a_warning_where_it_is_set() -> None:
-    kb = {"collection": "docs", "min_groundedness": 0.5, "on_fail": "withhold"}
-    assert [path for path, _ in warnings(retrieval=kb)] == ["features.kb.retrieval.on_fail"]
-    variants = {"main": {"weight": 1}, "strict": {"weight": 1, "retrieval": kb}}
-    found = warnings(variants=variants)
-    assert found == [
-        (
-            "features.kb.variants.strict.retrieval.on_fail",
-            "withholds poorly grounded answers with no review path: the user gets no answer "
-            "and nothing keeps it for review; `flag` returns it with needs_review instead",
-        )
-    ]
-    flag = {**kb, "on_fail": "flag"}
-    assert warnings(retrieval=flag) == []
+def test_withhold_and_hold_warn_no_more_now_that_the_review_queue_keeps_them() -> None:
+    for on_fail in ("withhold", "hold"):
+        kb = {"collection": "docs", "min_groundedness": 0.5, "on_fail": on_fail}
+        assert warnings(retrieval=kb) == []
 
 
 def test_the_shipped_examples_warnings() -> None:
@@ -104,7 +94,6 @@ def test_the_shipped_examples_warnings() -> None:
         "features.support-kb.fallback",
         "features.ticket-triage.fallback",
         "features.triage-with-context.fallback",
-        "features.policy-qa.retrieval.on_fail",
     ]
     assert example.warnings[0].message.startswith("variants control, canary-template: ")
     following = check_policy((DEPLOY / "policy.example.next.yaml").read_bytes(), "next")

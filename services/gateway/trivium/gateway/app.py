@@ -49,6 +49,8 @@ from trivium.gateway.invoke import (
 from trivium.gateway.invoke.semantic_cache import SemanticCache
 from trivium.gateway.openapi import gateway_openapi_config
 from trivium.gateway.policy import LoadedPolicy, Policy, PolicyController, PolicyHolder
+from trivium.gateway.reviews import ReviewController, ReviewQueue, ReviewStore
+from trivium.gateway.reviews.page import ReviewPages
 from trivium.gateway.rollouts import (
     Lease,
     RolloutController,
@@ -133,6 +135,18 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             limiter = Limiter(
                 client, prefix, section.limits.window_s, section.limits.settle_flush_s
             )
+            review_store = ReviewStore(
+                client,
+                prefix,
+                retention_s=section.reviews.retention_s,
+                max_per_feature=section.reviews.max_per_feature,
+            )
+            reviews = ReviewQueue(
+                review_store,
+                poll_s=section.reviews.poll_s,
+                policy=lambda: policy_holder.current.policy,
+            )
+            app.state.review_store = review_store
             app.state.key_store = key_store
             app.state.trial_store = TrialStore(client, prefix)
             app.state.authenticator = authenticator
@@ -142,6 +156,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             await adapters.start()
             stats.start()
             answers.start()
+            await reviews.start()
             app.state.templates = templates
             app.state.adapters = adapters
             app.state.datasets = DatasetStore(client, settings.registry)
@@ -184,6 +199,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 semantic=SemanticCache(
                     retriever, KPI, lookup_timeout_s=section.cache.semantic_lookup_timeout_s
                 ),
+                reviews=reviews,
             )
             app.state.serving = Serving(invoker, policy_holder, authenticator)
             if section.auth.mode == "open":
@@ -210,6 +226,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 await policy_holder.stop()
                 await shadows.drain(section.graceful_shutdown_s)
                 await answers.stop()
+                await reviews.stop()
                 await stats.stop()
                 await limiter.stop()
                 await key_listener.stop()
@@ -233,6 +250,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             RolloutRoutes,
             StatsController,
             FeedbackController,
+            ReviewController,
+            ReviewPages,
             DecisionController,
             PrometheusController,
             healthz,

@@ -149,6 +149,32 @@ class RolloutsSection(Section):
         return self
 
 
+class ReviewsSection(Section):
+    """The human review queue (`/v1/reviews`, the page at `/reviews`)."""
+
+    retention_s: int = Field(
+        default=30 * 24 * 3600,
+        ge=3600,
+        le=365 * 24 * 3600,
+        description="how long a review (case, decision) is kept, decided or not; its audit "
+        "entries too",
+    )
+    max_per_feature: int = Field(
+        default=10_000,
+        ge=10,
+        le=1_000_000,
+        description="reviews kept per feature; a new one evicts the oldest decided one, and "
+        "is refused when all are pending (a held answer then answers 503)",
+    )
+    poll_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="how often each replica reads the queue depth and oldest pending age "
+        "per feature for its gauges",
+    )
+
+
 class FeedbackSection(Section):
     """Answer records and the product's feedback on them (`POST /v1/feedback`)."""
 
@@ -254,6 +280,7 @@ class GatewaySection(Section):
     cache: ResponseCacheSection = ResponseCacheSection()
     stats: StatsSection = StatsSection()
     feedback: FeedbackSection = FeedbackSection()
+    reviews: ReviewsSection = ReviewsSection()
     rollouts: RolloutsSection = RolloutsSection()
     tracing: TracingSection = TracingSection()
 

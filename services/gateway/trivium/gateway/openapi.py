@@ -28,6 +28,7 @@ from trivium.gateway.invoke.openai_routes import ChatRequest
 from trivium.gateway.invoke.schemas import InvokeRequest
 from trivium.gateway.policy.document import NAME_PATTERN as FEATURE_PATTERN
 from trivium.gateway.policy.routes import MAX_POLICY_BYTES, POLICY_MEDIA_TYPES
+from trivium.gateway.reviews.schemas import DecisionRequest
 from trivium.gateway.route_docs import GATEWAY_COMPONENTS
 from trivium.gateway.templates.schemas import (
     PromoteRequest,
@@ -211,6 +212,19 @@ def _feedback_values(document: dict[str, Any]) -> None:
         }
 
 
+def _decision_cases(document: dict[str, Any]) -> None:
+    """A review decision's `correction` by `decision` (checked in
+    `trivium.gateway.reviews.routes.check_decision`, 400 naming `correction`)."""
+    document["components"]["schemas"]["DecisionRequest"]["anyOf"] = [
+        {"properties": {"decision": {"const": "approve"}, "correction": {"type": "null"}}},
+        {
+            "required": ["correction"],
+            "properties": {"decision": {"const": "correct"}, "correction": {"type": "string"}},
+        },
+        {"properties": {"decision": {"const": "reject"}}},
+    ]
+
+
 _REFERENCE_PARTS: dict[str, dict[str, Any]] = {
     "name": {"pattern": NAME_PATTERN},
     "label": {"pattern": LABEL_PATTERN},
@@ -282,6 +296,7 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
             CasesPut,
             StatusChange,
             TrialSummary,
+            DecisionRequest,
         ),
         unions_as_any_of,
         define("TrialCreate", "arms", _TRIAL_ARMS),
@@ -291,6 +306,7 @@ def gateway_openapi_config(mode: AuthMode, admin_tokens_set: bool) -> OpenAPICon
         _input_or_messages,
         _registry_references,
         _feedback_values,
+        _decision_cases,
         constrain("RenderRequest", "selector", pattern=SELECTOR_PATTERN),
         _policy_body,
         _dataset_body,

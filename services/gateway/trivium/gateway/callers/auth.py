@@ -55,7 +55,7 @@ __all__ = (
 
 AuthMode = Literal["keys", "open"]
 WRITE_SCOPES: frozenset[Scope] = frozenset(
-    {"templates:write", "policy:reload", "keys:admin", "trials"}
+    {"templates:write", "policy:reload", "keys:admin", "trials", "review"}
 )
 _DUMMY_HASH = hash_secret(b"dummy", "dummy")
 

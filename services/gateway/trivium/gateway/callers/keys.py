@@ -35,7 +35,14 @@ __all__ = (
 )
 
 Scope = Literal[
-    "invoke", "read", "templates:write", "policy:reload", "keys:admin", "trials", "feedback"
+    "invoke",
+    "read",
+    "templates:write",
+    "policy:reload",
+    "keys:admin",
+    "trials",
+    "feedback",
+    "review",
 ]
 SCOPES: tuple[Scope, ...] = (
     "invoke",
@@ -45,9 +52,10 @@ SCOPES: tuple[Scope, ...] = (
     "keys:admin",
     "trials",
     "feedback",
+    "review",
 )
 ADMIN_SCOPES: frozenset[Scope] = frozenset(
-    {"read", "templates:write", "policy:reload", "keys:admin", "trials"}
+    {"read", "templates:write", "policy:reload", "keys:admin", "trials", "review"}
 )
 """What a bootstrap admin token (`gateway.admin_tokens`) may do: every admin scope (not
 `invoke`, nor `feedback`, a caller's own)."""

@@ -117,10 +117,8 @@ def regulated_features_require_a_verifier_and_the_review_hold(
     actions = []
     if retrieval is None or retrieval.min_groundedness is None:
         actions.append("set retrieval.min_groundedness: the verifier scores every answer")
-    if retrieval is None or retrieval.on_fail != "withhold":
-        actions.append(
-            "set retrieval.on_fail: withhold: a poorly grounded answer is held for review"
-        )
+    if retrieval is None or retrieval.on_fail != "hold":
+        actions.append("set retrieval.on_fail: hold: a poorly grounded answer waits for a reviewer")
     return _outcome(
         regulated_features_require_a_verifier_and_the_review_hold,
         "a regulated answer must be checked against its sources before it is sent; only a "

@@ -20,8 +20,11 @@ from trivium.gateway.invoke.schemas import (
     Usage,
     Verdict,
 )
+from trivium.gateway.policy.model import OnFail
 
 __all__ = ("Generated", "build_answer")
+
+VERDICT_ON_FAIL: dict[OnFail, Verdict] = {"flag": "flagged", "withhold": "withheld", "hold": "held"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ def _verify(
     verdict: Verdict = "passed"
     floor = retrieval.min_groundedness
     if floor is not None and (groundedness is None or groundedness < floor):
-        verdict = "flagged" if retrieval.on_fail == "flag" else "withheld"
+        verdict = VERDICT_ON_FAIL[retrieval.on_fail]
     return groundedness, verdict, (time.perf_counter() - began) * 1000
 
 
@@ -69,7 +72,7 @@ def build_answer(
         variant=plan.arm.variant,
         template=template,
         adapter=plan.adapter,
-        output=None if verdict == "withheld" else generated.text,
+        output=None if verdict in ("withheld", "held") else generated.text,
         citations=[
             Citation(
                 index=i,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from trivium.common.contracts.retriever import SearchHit
 from trivium.gateway.callers import ANONYMOUS, Caller, Grant
 from trivium.gateway.invoke.schemas import InvokeRequest
 from trivium.gateway.policy import LoadedPolicy
@@ -38,6 +40,9 @@ class Call:
     answer_id: str = ""
     """The answer's id (`InvokeResponse.id`, the OpenAI route's `id`): carries its creation
     time (trivium.gateway.feedback.ids); feedback names it."""
+    hits: Sequence[SearchHit] = ()
+    text: str | None = None
+    """The passages and the generated text of the road that answered (the review case)."""
     grant: Grant | None = None
     """Set by the limiter when it admitted the request: what to settle, and the answer's
     `x-ratelimit-*` headers."""

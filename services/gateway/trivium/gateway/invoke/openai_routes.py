@@ -160,6 +160,7 @@ def _extension(answer: InvokeResponse) -> dict[str, Any]:
         "groundedness": answer.groundedness,
         "verdict": answer.verdict,
         "needs_review": answer.needs_review,
+        "review_id": answer.review_id,
         "cached": answer.cached,
     }
     if answer.semantic_cache is not msgspec.UNSET:

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trivium.common.errors import TriviumError
 from trivium.gateway.callers import ANONYMOUS, Caller, Limiter
@@ -49,6 +49,9 @@ from trivium.gateway.telemetry.tracing import (
     use_span,
 )
 
+if TYPE_CHECKING:  # the review queue imports the invoke schemas
+    from trivium.gateway.reviews.queue import ReviewQueue
+
 __all__ = ("Call", "FeatureMisconfiguredError", "Invoker", "StreamEvent")
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class Invoker:
         limiter: Limiter | None = None,
         variants: Callable[[str, Feature], Mapping[str, Variant]] | None = None,
         semantic: SemanticCache | None = None,
+        reviews: ReviewQueue | None = None,
     ) -> None:
         self.planner = planner
         self.admission = admission
@@ -86,6 +90,8 @@ class Invoker:
         self.scorer = SCORERS[TokenOverlap.name]
         self.semantic = semantic
         """The semantic cache, for features whose policy opts in (`cache.semantic`)."""
+        self.reviews = reviews
+        """Flagged, withheld, held and sampled answers go to reviewers (production only)."""
 
     def resolve(
         self,
@@ -177,9 +183,10 @@ class Invoker:
                     assert response is not None
                     await self._cache_put(call, key, response, meaning)
                     self._start_shadows(call, response)
+                    response = await self._review(call, response)
                 elif streaming and response.output:
                     yield response.output
-                status = "withheld" if response.verdict == "withheld" else "ok"
+                status = "withheld" if response.verdict in ("withheld", "held") else "ok"
                 yield response
             except TriviumError as exc:
                 status = status_of(exc)
@@ -231,6 +238,7 @@ class Invoker:
                 fallback = self._fell_back(call, arms, index, exc)
                 continue
             response = build_answer(call, plan, generated, fallback, self.scorer)
+            call.hits, call.text = plan.hits, generated.text
             if streaming and plan.withholds and response.output:
                 yield response.output
             yield response
@@ -322,6 +330,19 @@ class Invoker:
             run = functools.partial(self.generate, call.copy_for(arm))
             self.shadows.submit(call.request_id, call.feature_name, name, run, primary)
 
+    async def _review(self, call: Call, response: InvokeResponse) -> InvokeResponse:
+        if self.reviews is None or call.request.trial is not None:
+            return response
+        return await self.reviews.consider(
+            call.request,
+            response,
+            call.caller,
+            call.request_id,
+            call.hits,
+            call.text,
+            call.feature.review.sample_rate,
+        )
+
     # -- cache -----------------------------------------------------------------------------
 
     async def _cache_key(self, call: Call) -> str | None:
@@ -385,6 +406,8 @@ class Invoker:
         response: InvokeResponse,
         meaning: SemanticQuery | None = None,
     ) -> None:
+        if response.verdict == "held":  # its answer waits for a reviewer, per request
+            return
         if key is not None and self.cache is not None and call.feature.cache is not None:
             await self.cache.store(call.feature_name, key, response, self._ttl(call))
         if meaning is not None and self.semantic is not None:

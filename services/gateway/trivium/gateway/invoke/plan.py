@@ -60,7 +60,7 @@ class Plan:
     @property
     def withholds(self) -> bool:
         """Whether a poorly grounded answer is held back (so a stream must verify first)."""
-        return self.arm.retrieval is not None and self.arm.retrieval.on_fail == "withhold"
+        return self.arm.retrieval is not None and self.arm.retrieval.on_fail in ("withhold", "hold")
 
 
 class Planner:

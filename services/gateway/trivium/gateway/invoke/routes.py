@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, post
 from litestar.openapi import ResponseSpec
-from litestar.status_codes import HTTP_200_OK
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from trivium.common.errors import TriviumError
 from trivium.common.http.problems import problem_event
@@ -49,11 +49,18 @@ class InvokeController(Controller):
             "`trial` (a trial's case: `{id, arm}`) forces the arm and needs the `trials` scope "
             "as well (403 naming `trial`, in every auth mode); an arm the feature cannot take "
             "is a 400 naming `trial.arm`. Trial traffic skips the response cache and shadows, "
-            'is labelled `traffic="trial"` in metrics and stays out of `/v1/stats`.'
+            'is labelled `traffic="trial"` in metrics and stays out of `/v1/stats`. '
+            "A feature with `on_fail: hold` answers a poorly grounded request 202: verdict "
+            "`held`, `output: null` and a `review_id`; `GET /v1/reviews/{id}` gives the "
+            "answer once a reviewer decides (a stream ends with that summary)."
         ),
         security=scoped("invoke"),
         responses={
             HTTP_200_OK: ResponseSpec(InvokeResponse, description="the answer"),
+            HTTP_202_ACCEPTED: ResponseSpec(
+                InvokeResponse,
+                description="held for a reviewer (`on_fail: hold`): `review_id`, no output",
+            ),
             **native_errors(400, 404, 413, 429, 502, 503, 504),
         },
     )
@@ -69,6 +76,8 @@ class InvokeController(Controller):
         call = invoker.resolve(feature, data, here.policies.current, REQUEST_ID.get() or "", caller)
         if not data.stream:
             answer = await invoker.invoke(call)
-            return Response(answer, headers=call.rate_limit_headers())
+            held = answer.review_id is not None and answer.verdict == "held"  # trials: 200
+            status = HTTP_202_ACCEPTED if held else HTTP_200_OK
+            return Response(answer, status_code=status, headers=call.rate_limit_headers())
         events = await start_stream(invoker.stream(call))
         return EventStream(_sse(events), call.rate_limit_headers())

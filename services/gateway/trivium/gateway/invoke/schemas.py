@@ -23,7 +23,7 @@ __all__ = (
     "Verdict",
 )
 
-Verdict = Literal["passed", "flagged", "withheld"]
+Verdict = Literal["passed", "flagged", "withheld", "held"]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
@@ -145,3 +145,6 @@ class InvokeResponse(msgspec.Struct):
     finish_reason: str | None = None
     semantic_cache: SemanticCacheHit | msgspec.UnsetType = msgspec.UNSET
     """On a semantic hit only (absent otherwise)."""
+    review_id: str | None = None
+    """Set when the answer entered the review queue (`GET /v1/reviews/{id}`); with verdict
+    `held` the output waits for a reviewer's decision there."""

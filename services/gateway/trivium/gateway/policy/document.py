@@ -147,7 +147,8 @@ class RetrievalFile(_File):
     """Hybrid fusion weights; unset: the retriever's defaults."""
     min_groundedness: float | None = Field(default=None, ge=0, le=1)
     on_fail: OnFail | None = None
-    """With min_groundedness: flag (the default) a poorly grounded answer, or withhold it."""
+    """With min_groundedness: flag (the default) a poorly grounded answer, withhold it, or
+    hold it for a reviewer (the caller gets 202 and a review id)."""
     max_passage_chars: int | None = Field(default=None, ge=20, le=100_000)
     """Cut each passage to this many characters in the prompt (a small model's context)."""
 
@@ -180,6 +181,14 @@ class RetrievalFile(_File):
         if on_fail is not None and threshold_unset:
             raise PydanticCustomError("policy_value", "needs min_groundedness")
         return on_fail
+
+
+class ReviewFile(_File):
+    sample_rate: float = Field(default=0.0, ge=0, le=1)
+    """The share of passing answers also sent to reviewers (flagged, withheld and held ones
+    always are)."""
+    slo_s: int = Field(default=4 * 3600, ge=60, le=30 * 24 * 3600)
+    """How long a review may wait before the overdue alert fires."""
 
 
 class LimitsFile(_File):
@@ -370,6 +379,8 @@ class FeatureDocument(_File):
     """Sampling temperature when the request sets none; unset: the upstream's default."""
     requirements: RequirementsFile | None = None
     """What the feature needs (latency, cost, quality, ...): the decision report's yardstick."""
+    review: ReviewFile = ReviewFile()
+    """The human review queue: a sample of passing answers, and the pending reviews' SLO."""
 
 
 class PromptFeature(FeatureDocument):

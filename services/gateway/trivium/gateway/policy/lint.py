@@ -75,28 +75,7 @@ def fallback_on_the_same_upstream(policy: Policy) -> Iterator[PolicyIssue]:
             )
 
 
-def withhold_without_review(policy: Policy) -> Iterator[PolicyIssue]:
-    """`on_fail: withhold` drops a poorly grounded answer: the user gets none, and nothing keeps
-    it for review (the policy has no review path yet; only `flag` answers carry
-    `needs_review`), so only metrics show what was lost."""
-    for name, feature in policy.features.items():
-        places = [(f"features.{name}.retrieval", feature.retrieval)]
-        places += [
-            (f"features.{name}.variants.{variant}.retrieval", spec.retrieval)
-            for variant, spec in feature.variants.items()
-        ]
-        for path, retrieval in places:
-            if retrieval is not None and retrieval.on_fail == "withhold":
-                yield PolicyIssue(
-                    f"{path}.on_fail",
-                    "withholds poorly grounded answers with no review path: the user gets no "
-                    "answer and nothing keeps it for review; `flag` returns it with "
-                    "needs_review instead",
-                )
-
-
 RULES: tuple[Rule, ...] = (
     unused_zero_weight_variant,
     fallback_on_the_same_upstream,
-    withhold_without_review,
 )

@@ -28,6 +28,7 @@ __all__ = (
     "Policy",
     "ResponseCache",
     "Retrieval",
+    "Review",
     "Road",
     "Rollout",
     "SemanticCache",
@@ -43,7 +44,7 @@ ROADS: tuple[Road, ...] = ("prompt", "rag", "finetune", "rag+prompt", "finetune+
 MODEL_FREE: frozenset[Road] = frozenset({"extractive"})
 """Roads that call no upstream model: they survive its death."""
 Mode = Literal["dense", "sparse", "hybrid"]
-OnFail = Literal["flag", "withhold"]
+OnFail = Literal["flag", "withhold", "hold"]
 
 
 class TokenPrice(msgspec.Struct, frozen=True, tag_field="kind", tag="tokens"):
@@ -85,9 +86,19 @@ class Retrieval(msgspec.Struct, frozen=True):
     """Hybrid fusion weights; unset: the retriever's defaults."""
     min_groundedness: float | None = None
     on_fail: OnFail = "flag"
-    """With min_groundedness: flag a poorly grounded answer, or withhold it."""
+    """With min_groundedness: flag a poorly grounded answer, withhold it, or hold it for a
+    reviewer (the caller gets 202 and a review id)."""
     max_passage_chars: int | None = None
     """Cut each passage to this many characters in the prompt (a small model's context)."""
+
+
+class Review(msgspec.Struct, frozen=True):
+    """The human review queue: flagged, withheld and held answers always enter it."""
+
+    sample_rate: float = 0.0
+    """The share of passing answers sent to reviewers too, to calibrate the threshold."""
+    slo_s: int = 4 * 3600
+    """A pending review older than this fires `TriviumReviewOverdue`."""
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -202,6 +213,7 @@ class Feature(msgspec.Struct, frozen=True, dict=True):
     """Sampling temperature when the request sets none; unset: the upstream's default."""
     requirements: Requirements | None = None
     """What the feature needs; read by the decision report, never by a request."""
+    review: Review = Review()
 
     def precompute(self, name: str) -> Feature:
         """Compute every arm, fallback chain and shadow list of this feature named `name`."""

@@ -36,6 +36,7 @@ from trivium.gateway.policy.model import (
     Policy,
     ResponseCache,
     Retrieval,
+    Review,
     Rollout,
     SemanticCache,
     TokenPrice,
@@ -118,6 +119,7 @@ class _Resolver:
             cache=_cache(body.cache),
             temperature=body.temperature,
             requirements=_requirements(body.requirements),
+            review=Review(body.review.sample_rate, body.review.slo_s),
         )
         arms = {v: feature.arm(name, v) for v in (None, *feature.variants)}
         for variant in feature.variants:

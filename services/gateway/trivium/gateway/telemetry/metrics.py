@@ -50,7 +50,7 @@ comparable text, or the feature's upstream is faster than the lookup)."""
 Traffic = Literal["production", "trial"]
 """The `traffic` label of the request KPIs: trial traffic (a trial's forced arms) is labelled
 apart, so production panels and alerts can leave it out."""
-Verdict = Literal["passed", "flagged", "withheld"]
+Verdict = Literal["passed", "flagged", "withheld", "held"]
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
 STAGE_BUCKETS = (0.001, 0.0025, *REQUEST_BUCKETS)
