@@ -117,9 +117,10 @@ class DriftService:
         assert signal.value is not None
         DRIFT_SCORE.labels(*key).set(signal.value)
         DRIFT_THRESHOLD.labels(*key).set(signal.threshold)
+        alerts = DRIFT_ALERTS.labels(*key)  # exported from 0, so increase() sees the first
         if signal.drifting and key not in self._drifting:
             self._drifting.add(key)
-            DRIFT_ALERTS.labels(*key).inc()
+            alerts.inc()
             log.warning(
                 "drift",
                 extra={
