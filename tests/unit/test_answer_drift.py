@@ -47,7 +47,7 @@ def answer(
         timings_ms=Timings(retrieve=20 + rng.random(), generate=generate, total=generate + 25),
         lineage=Lineage(policy_hash="h"),
         groundedness=min(1.0, max(0.0, rng.gauss(grounded, 0.08))),
-        verdict="withheld" if held else "pass",
+        verdict="withheld" if held else "passed",
     )
 
 
