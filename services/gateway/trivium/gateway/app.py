@@ -175,6 +175,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             drift_monitor = AnswerDriftMonitor(section.drift)
             drift = DriftService(section.drift, drift_monitor, retriever, policy_holder)
             app.state.drift = drift
+            rollouts.on_completed = drift.promoted
             invoker = Invoker(
                 planner=planner,
                 admission=admission,

@@ -83,6 +83,12 @@ class DriftService:
         )
         return BaselineReset(feature=name, reset=reset, retrieval_error=error)
 
+    async def promoted(self, name: str) -> None:
+        """A rollout completed: the promoted variant's requests make the new baseline."""
+        feature = self.policies.current.policy.features.get(name)
+        if feature is not None:
+            await self.reset(name, feature, why="promoted")
+
     async def _retrieval(
         self, feature: Feature, name: str
     ) -> tuple[CollectionDrift | None, str | None]:
