@@ -3,6 +3,10 @@ Redis, with the feature's retriever down (its side is then reported missing, wit
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import msgspec
@@ -79,3 +83,33 @@ def test_refusals_name_the_field(
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.json()["field"] == field
+
+
+def test_trivium_drift_show_and_baseline(gateway: ServiceProcess) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trivium.cli.main",
+                "drift",
+                *args,
+                "--gateway",
+                gateway.base_url,
+            ],
+            env={**os.environ, "TRIVIUM_KEY": "drift-admin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    shown = cli("show", "ticket-triage", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["baseline"] == "collecting"
+    reset = cli("baseline", "ticket-triage")
+    assert reset.returncode == 0, reset.stderr
+    assert "ticket-triage: collecting a new baseline: gateway" in reset.stdout
+    missing = cli("show", "nope")
+    assert missing.returncode == 1
+    assert "404 unknown_feature" in missing.stderr

@@ -903,8 +903,8 @@ def test_the_caller_signals_count_keys_rejections_and_budgets(driven: Stack) -> 
     )
     assert requests["obs-narrow"] == 1, requests
     assert requests["obs-thrifty"] == 1, requests
-    # 20 answered per round (lonely: 503s), and experiment's answers (feedback is no request)
-    assert requests["obs-app"] == 2 * (20 + len(EXPERIMENT_USERS)), requests
+    # 35 answered per round (lonely: 503s; 15 kb ones for drift), and experiment's answers
+    assert requests["obs-app"] == 2 * (35 + len(EXPERIMENT_USERS)), requests
     rejected = _by_label(
         prometheus, 'sum by (key) (trivium_caller_requests_total{status="rejected"})', "key"
     )
