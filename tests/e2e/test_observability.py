@@ -53,6 +53,7 @@ import yaml
 from tests.e2e.conftest import (
     ServiceProcess,
     publish_template,
+    retriever_env,
     running,
     seed_collection,
     start_gateway,
@@ -301,7 +302,9 @@ def stack(
             model_start = pool.submit(
                 start_service, model_tmp, ["model", "serve"], "MODEL", model_env
             )
-            retriever_start = pool.submit(start_retriever, retriever_tmp)
+            retriever_start = pool.submit(
+                start_retriever, retriever_tmp, retriever_env(retriever_tmp) | SMALL_DRIFT
+            )
             model = stack.enter_context(running(model_start.result()))
             retriever = stack.enter_context(running(retriever_start.result()))
         seed_collection(retriever, "kb", KB)
@@ -318,6 +321,11 @@ def stack(
             TRIVIUM_GATEWAY__LIMITS__WINDOW_S="600",
             TRIVIUM_GATEWAY__ADMIN_TOKENS='{"ops": "obs-admin"}',
             TRIVIUM_GATEWAY__RETRIEVER__URL=retriever.base_url,
+            # Drift judged after 20 + 10 answers, exported every second (the Drift row).
+            TRIVIUM_GATEWAY__DRIFT__BASELINE_SIZE="20",
+            TRIVIUM_GATEWAY__DRIFT__WINDOW_SIZE="20",
+            TRIVIUM_GATEWAY__DRIFT__MIN_WINDOW="10",
+            TRIVIUM_GATEWAY__DRIFT__POLL_S="1",
             TRIVIUM_GATEWAY__UPSTREAM__MAX_RETRIES="0",
             TRIVIUM_GATEWAY__UPSTREAM__BREAKER_FAILURES="2",
             TRIVIUM_GATEWAY__UPSTREAM__BREAKER_OPEN_S="120",
@@ -358,6 +366,13 @@ def invoke(http: httpx.Client, feature: str, question: str) -> httpx.Response:
     )
 
 
+SMALL_DRIFT = {
+    "TRIVIUM_RETRIEVER__DRIFT__BASELINE_SIZE": "20",
+    "TRIVIUM_RETRIEVER__DRIFT__WINDOW_SIZE": "20",
+    "TRIVIUM_RETRIEVER__DRIFT__MIN_WINDOW": "10",
+}
+
+
 def drive_round(stack: Stack, round_no: int) -> None:
     """One round of every kind of traffic the dashboard and the alerts look at."""
     with stack.client() as http:
@@ -366,6 +381,8 @@ def drive_round(stack: Stack, round_no: int) -> None:
         for question in ("How do refunds reach my card?", "How do I reset my password?"):
             body = invoke(http, "kb", question).json()
             assert body["verdict"] in ("passed", "flagged"), body
+        for i in range(15):  # enough kb answers and searches for a drift baseline and window
+            assert invoke(http, "kb", f"round {round_no} refunds {i}?").status_code == 200
         for i in range(2):
             response = invoke(http, "local", f"round {round_no} local {i}")
             assert response.status_code == 200, response.text
@@ -886,8 +903,8 @@ def test_the_caller_signals_count_keys_rejections_and_budgets(driven: Stack) -> 
     )
     assert requests["obs-narrow"] == 1, requests
     assert requests["obs-thrifty"] == 1, requests
-    # 20 answered per round (lonely: 503s), and experiment's answers (feedback is no request)
-    assert requests["obs-app"] == 2 * (20 + len(EXPERIMENT_USERS)), requests
+    # 35 answered per round (lonely: 503s; 15 kb ones for drift), and experiment's answers
+    assert requests["obs-app"] == 2 * (35 + len(EXPERIMENT_USERS)), requests
     rejected = _by_label(
         prometheus, 'sum by (key) (trivium_caller_requests_total{status="rejected"})', "key"
     )

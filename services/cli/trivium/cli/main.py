@@ -25,6 +25,7 @@ COMMANDS = {
     "demo": "trivium.cli.demo_examples:demo",
     "rollouts": "trivium.cli.rollouts:rollouts",
     "reviews": "trivium.cli.reviews:reviews",
+    "drift": "trivium.cli.drift:drift",
 }
 """Each command group is imported when it is run: `trivium retriever serve` must not load the
 gateway's modules, whose metrics would then show on the retriever's /metrics."""

@@ -29,6 +29,8 @@ from trivium.gateway.clients import RetrieverClient, UpstreamPool
 from trivium.gateway.config import GatewaySettings
 from trivium.gateway.datasets import DatasetController
 from trivium.gateway.decision.routes import DecisionController
+from trivium.gateway.drift import AnswerDriftMonitor, DriftService
+from trivium.gateway.drift.routes import DriftController
 from trivium.gateway.feedback.records import AnswerLog
 from trivium.gateway.feedback.routes import FeedbackController
 from trivium.gateway.feedback.service import FeedbackService
@@ -186,10 +188,14 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 retriever=retriever,
                 kpis=KPI,
             )
+            drift_monitor = AnswerDriftMonitor(section.drift)
+            drift = DriftService(section.drift, drift_monitor, retriever, policy_holder)
+            app.state.drift = drift
+            rollouts.on_completed = drift.promoted
             invoker = Invoker(
                 planner=planner,
                 admission=admission,
-                accountant=Accountant(KPI, stats, answers),
+                accountant=Accountant(KPI, stats, answers, drift_monitor),
                 cache=ResponseCache(client, section.cache.max_entry_bytes, KPI),
                 cache_prefix=prefix,
                 default_cache_ttl_s=section.cache.default_ttl_s,
@@ -219,9 +225,11 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             )
             policy_holder.start()
             rollouts.start()
+            drift.start()
             try:
                 yield
             finally:
+                await drift.stop()
                 await rollouts.stop()
                 await policy_holder.stop()
                 await shadows.drain(section.graceful_shutdown_s)
@@ -253,6 +261,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             ReviewController,
             ReviewPages,
             DecisionController,
+            DriftController,
             PrometheusController,
             healthz,
             readyz,

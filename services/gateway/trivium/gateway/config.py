@@ -12,6 +12,7 @@ from trivium.common.settings import Section, TriviumSettings
 __all__ = (
     "AuthSection",
     "CallerLimitsSection",
+    "DriftSection",
     "FeedbackSection",
     "GatewaySection",
     "GatewaySettings",
@@ -122,6 +123,28 @@ class StatsSection(Section):
     window_s: int = Field(default=300, gt=0)
     slot_s: int = Field(default=10, gt=0)
     flush_s: float = Field(default=1.0, gt=0, description="how often a process flushes to Redis")
+
+
+class DriftSection(Section):
+    """Answer, cost and latency drift per feature, and the retriever's query drift
+    (`trivium.gateway.drift`)."""
+
+    enabled: bool = True
+    baseline_size: int = Field(
+        default=200, ge=20, le=5000, description="answers frozen as the baseline after a reset"
+    )
+    window_size: int = Field(default=200, ge=20, le=5000, description="the latest answers")
+    min_window: int = Field(default=50, ge=10, description="answers before signals are judged")
+    poll_s: float = Field(
+        default=15.0, gt=0, description="how often the signals are computed and exported"
+    )
+    psi_threshold: float = Field(default=0.25, gt=0)
+    withheld_rate_increase_threshold: float = Field(
+        default=0.1, gt=0, le=1, description="window's withheld/refused share minus baseline's"
+    )
+    label_chi2_threshold: float = Field(
+        default=3.0, gt=0, description="-log10 of the chi-square p-value (3: p < 0.001)"
+    )
 
 
 class RolloutsSection(Section):
@@ -282,6 +305,7 @@ class GatewaySection(Section):
     feedback: FeedbackSection = FeedbackSection()
     reviews: ReviewsSection = ReviewsSection()
     rollouts: RolloutsSection = RolloutsSection()
+    drift: DriftSection = DriftSection()
     tracing: TracingSection = TracingSection()
 
 

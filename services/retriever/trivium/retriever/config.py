@@ -12,6 +12,7 @@ from trivium.common.settings import Section, TriviumSettings
 __all__ = (
     "ChunkingSection",
     "EmbeddingSection",
+    "QueryDriftSection",
     "RerankSection",
     "RetrieverSection",
     "RetrieverSettings",
@@ -141,6 +142,21 @@ class SearchSection(Section):
     max_query_chars: int = Field(default=2000, ge=1)
 
 
+class QueryDriftSection(Section):
+    """Query and retrieval drift, per collection and search mode (`drift/monitor.py`)."""
+
+    enabled: bool = True
+    baseline_size: int = Field(
+        default=200, ge=20, le=5000, description="searches frozen as the baseline after a reset"
+    )
+    window_size: int = Field(default=200, ge=20, le=5000, description="the latest searches")
+    min_window: int = Field(default=50, ge=10, description="searches before signals are judged")
+    max_tracks: int = Field(default=64, ge=1, le=1024, description="collection x mode tracked")
+    centroid_shift_threshold: float = Field(default=0.15, gt=0, le=2)
+    psi_threshold: float = Field(default=0.25, gt=0)
+    low_score_share_threshold: float = Field(default=0.2, gt=0, le=1)
+
+
 class RetrieverSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8200, ge=0, le=65535)
@@ -166,6 +182,7 @@ class RetrieverSection(Section):
     chunking: ChunkingSection = ChunkingSection()
     rerank: RerankSection = RerankSection()
     search: SearchSection = SearchSection()
+    drift: QueryDriftSection = QueryDriftSection()
 
 
 class RetrieverSettings(TriviumSettings):

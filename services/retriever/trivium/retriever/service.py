@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from trivium.common.contracts.drift import CollectionDrift
 from trivium.common.contracts.retriever import (
     MAX_RERANK_TOP,
     CollectionCreate,
@@ -20,6 +21,7 @@ from trivium.common.contracts.retriever import (
     FusionWeights,
     IngestResult,
     SearchHit,
+    SearchMode,
     SearchRequest,
     SearchResponse,
     SearchScores,
@@ -32,6 +34,7 @@ from trivium.common.errors import (
 )
 from trivium.retriever.api.metrics import CHUNKS, DOCUMENTS, SEARCHES, STAGE_SECONDS
 from trivium.retriever.config import RetrieverSection
+from trivium.retriever.drift import QueryDriftMonitor
 from trivium.retriever.indexing.documents import (
     ChunkDraft,
     IndexRecipe,
@@ -92,6 +95,7 @@ class RetrieverService:
         self._write_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._digests = DigestCache(section.store.index_version_max_age_s)
         self.cache = SemanticCache(store, dense, self.index_version, section.search.max_query_chars)
+        self.drift = QueryDriftMonitor(section.drift)
 
     # -- collections ---------------------------------------------------------------------
 
@@ -162,6 +166,7 @@ class RetrieverService:
             await self.store.drop_collection(name)
             self._digests.forget(name)
         self._write_locks.pop(name, None)
+        self.drift.forget(name)
         log.info("collection dropped", extra={"collection": name})
 
     # -- documents -----------------------------------------------------------------------
@@ -350,6 +355,14 @@ class RetrieverService:
             if point.id in payloads  # deleted between the two calls
         ]
         timings["search"] = _elapsed_ms(stage, "search")
+        self.drift.observe(
+            name,
+            request.mode,
+            request.query,
+            dense,
+            max((p.score for p in result.dense), default=None) if result.dense else None,
+            [score for _, score in ranked[: request.k]],
+        )
         dense_scores = {p.id: p.score for p in result.dense or []}
         sparse_scores = {p.id: p.score for p in result.sparse or []}
         hits = [_hit(point, score, dense_scores, sparse_scores, fused) for point, score in ranked]
@@ -367,6 +380,16 @@ class RetrieverService:
             hits=hits[: request.k],
             timings_ms=timings,
         )
+
+    async def drift_report(self, name: str, mode: SearchMode) -> CollectionDrift:
+        if not await self.store.exists(name):
+            raise NotFoundError(f"no collection {name!r}", field="collection")
+        return self.drift.report(name, mode)
+
+    async def reset_drift(self, name: str) -> list[str]:
+        if not await self.store.exists(name):
+            raise NotFoundError(f"no collection {name!r}", field="collection")
+        return self.drift.reset(name)
 
     def _rank(
         self, result: QueryResult, weights: FusionWeights | None

@@ -22,6 +22,7 @@ import aiohttp
 import msgspec
 from prometheus_client import Gauge
 
+from trivium.common.contracts.drift import CollectionDrift
 from trivium.common.contracts.retriever import (
     CacheLookup,
     CacheLookupResult,
@@ -332,6 +333,18 @@ class RetrieverClient:
         url = self._url(collection, "documents", quote(doc_id, safe="/"))
         status, payload = await self._admin("DELETE", url)
         return _answer(status, payload, DeleteResult)
+
+    async def drift(self, collection: str, mode: str) -> CollectionDrift:
+        """The collection's query and retrieval drift for searches in `mode`."""
+        url = self._url(collection, "drift")
+        status, payload = await self._admin("GET", url, params={"mode": mode})
+        return _answer(status, payload, CollectionDrift)
+
+    async def reset_drift(self, collection: str) -> list[str]:
+        """Every mode of the collection collects a new baseline; the tracks reset."""
+        url = self._url(collection, "drift", "baseline")
+        status, payload = await self._admin("POST", url)
+        return _answer(status, payload, list[str])
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from trivium.common.errors import TriviumError
 from trivium.gateway.callers import CALLER_METRICS
@@ -15,6 +16,9 @@ from trivium.gateway.invoke.call import Call
 from trivium.gateway.invoke.schemas import InvokeResponse
 from trivium.gateway.telemetry.metrics import KpiRecorder, RequestStatus, Stage
 from trivium.gateway.telemetry.stats import StatsRecorder
+
+if TYPE_CHECKING:
+    from trivium.gateway.drift.monitor import AnswerDriftMonitor
 
 __all__ = ("Accountant", "span_lineage", "status_of")
 
@@ -32,12 +36,18 @@ def status_of(exc: TriviumError) -> RequestStatus:
 
 class Accountant:
     def __init__(
-        self, kpis: KpiRecorder, stats: StatsRecorder, answers: AnswerLog | None = None
+        self,
+        kpis: KpiRecorder,
+        stats: StatsRecorder,
+        answers: AnswerLog | None = None,
+        drift: AnswerDriftMonitor | None = None,
     ) -> None:
         self.kpis = kpis
         self.stats = stats
         self.answers = answers
         """Each answer's record, for feedback (buffered; written in the background)."""
+        self.drift = drift
+        """Answer, cost and latency drift (in memory, no I/O)."""
 
     def record(self, call: Call, response: InvokeResponse | None, status: RequestStatus) -> None:
         """`call.feature_name` is one of the active policy's (metric labels stay bounded).
@@ -64,6 +74,10 @@ class Accountant:
             self._answer_kpis(call, response)
         if traffic == "production":
             self._remember(call, response)
+            if self.drift is not None and response is not None:
+                needs = call.feature.requirements
+                labelled = needs is not None and needs.output_format == "label"
+                self.drift.observe(feature, response, labelled)
         kpis.request(feature, route, variant, status, seconds, traffic)
         kpis.overhead(feature, max(seconds - call.waited_s, 0.0))
         if traffic == "production":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -104,6 +104,8 @@ class RolloutController:
         self._loop = Periodic("rollouts", tick_s, self.tick, log)
         self._throttle = LogThrottle(log, 30.0)
         self._gauged: set[Key] = set()
+        self.on_completed: Callable[[str], Awaitable[object]] | None = None
+        """Called with the feature when this replica completes a rollout (a promotion)."""
 
     # -- every replica ----------------------------------------------------------------------
 
@@ -235,7 +237,8 @@ class RolloutController:
                 step_started_at=now,
                 status="completed" if done else "running",
             )
-            await self._write(spec, state, new, event)
+            if await self._write(spec, state, new, event) and done and self.on_completed:
+                await self.on_completed(spec.feature)
 
     async def _roll_back(
         self, spec: RolloutSpec, state: RolloutState, judgement: Judgement, now: float

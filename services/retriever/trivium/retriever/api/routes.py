@@ -8,6 +8,7 @@ from litestar import Controller, Response, delete, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from trivium.common.contracts.drift import CollectionDrift
 from trivium.common.contracts.retriever import (
     COLLECTION_NAME_PATTERN,
     POINT_ID_PATTERN,
@@ -17,6 +18,7 @@ from trivium.common.contracts.retriever import (
     DocumentPage,
     IngestRequest,
     IngestResult,
+    SearchMode,
     SearchRequest,
     SearchResponse,
 )
@@ -114,3 +116,28 @@ class CollectionController(Controller):
         self, retriever: RetrieverService, collection: Collection, data: SearchRequest
     ) -> SearchResponse:
         return await retriever.search(collection, data)
+
+    @get("/{collection:str}/drift", responses=problem_responses(400, 404))
+    async def drift(
+        self,
+        retriever: RetrieverService,
+        collection: Collection,
+        mode: Annotated[SearchMode, Parameter(description="the searches' mode")] = "hybrid",
+    ) -> CollectionDrift:
+        """Query and retrieval drift of the collection's searches in one mode against their
+        baseline, and the window's query clusters farthest from it (example queries)."""
+        return await retriever.drift_report(collection, mode)
+
+    @post(
+        "/{collection:str}/drift/baseline",
+        status_code=HTTP_200_OK,
+        dependencies={"actor": ACTOR_DEPENDENCY},
+        security=ADMIN_SECURITY,
+        responses=problem_responses(400, 401, 404),
+    )
+    async def reset_drift(
+        self, retriever: RetrieverService, collection: Collection, actor: str
+    ) -> list[str]:
+        """Every mode of the collection collects a new baseline from its next searches; the
+        answer names the tracks reset (`collection/mode`)."""
+        return await retriever.reset_drift(collection)
