@@ -90,7 +90,6 @@ def test_validate_answers_as_check_does_and_applies_nothing(
         "features.support-kb.fallback",
         "features.ticket-triage.fallback",
         "features.triage-with-context.fallback",
-        "features.policy-qa.retrieval.on_fail",
     ]
 
 

@@ -95,6 +95,12 @@ CHECKED_IN_THE_HANDLER = {
     "/v1/features/{feature:str}/invoke",  # Authenticator.for_feature
     "/v1/chat/completions",  # Authenticator.for_feature
     "/v1/models",  # Authenticator.for_models
+    "/v1/reviews/{review_id:str}",  # the case (scope review) or its outcome (the key it held)
+    "/reviews",  # the review page: the `review` key from its HttpOnly cookie, every request
+    "/reviews/{review_id:str}",
+    "/reviews/{review_id:str}/decide",
+    "/reviews/login",  # the sign-in form itself, and where a `review` key is checked
+    "/reviews/logout",
 }
 
 

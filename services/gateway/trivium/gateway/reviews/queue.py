@@ -9,6 +9,7 @@ not exist); any other is served as it is and counted as dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -31,6 +32,9 @@ from trivium.gateway.reviews.store import ReviewStore
 __all__ = ("ReviewQueue", "ReviewUnavailableError", "new_review_id")
 
 log = logging.getLogger(__name__)
+
+STARTUP_POLL_S = 0.5
+"""How long start-up waits for the first queue reading (then the loop retries)."""
 
 RETRY_AFTER_S = 2
 DECISIONS = ("approve", "correct", "reject")
@@ -155,10 +159,11 @@ class ReviewQueue:
 
     async def start(self) -> None:
         """The gauges at once (a scrape right after start-up sees every feature), then
-        every `poll_s`."""
+        every `poll_s`. A Redis that hangs must not hold the gateway's start-up: the first
+        reading waits at most `STARTUP_POLL_S`."""
         try:
-            await self.poll()
-        except (redis_errors.RedisError, OSError) as exc:
+            await asyncio.wait_for(self.poll(), STARTUP_POLL_S)
+        except (redis_errors.RedisError, OSError, TimeoutError) as exc:
             log.warning("review queue depth not read", extra={"error": repr(exc)})
         self._loop.start()
 

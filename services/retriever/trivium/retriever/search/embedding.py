@@ -7,8 +7,10 @@ clear message instead of failing the first request.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,11 +80,10 @@ class DenseEmbedder:
         self.backend: InferenceBackend = "torch"
         self._onnx: OnnxModel | None = None
         self.export: CachedExport | None = None
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         if section.backend == "onnx" and section.device == "cpu":
             if cache_dir is None:
-                self._scratch = tempfile.TemporaryDirectory(prefix="trivium-onnx-")
-                cache_dir = Path(self._scratch.name)
+                cache_dir = Path(tempfile.mkdtemp(prefix="trivium-onnx-"))  # this object's own
+                weakref.finalize(self, shutil.rmtree, cache_dir, ignore_errors=True)
             self._onnx = self._load_onnx(path, section, cache_dir)
             if self._onnx is not None:
                 self.backend = "onnx"

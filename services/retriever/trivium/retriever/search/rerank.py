@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,11 +95,10 @@ class Reranker:
         self.backend: InferenceBackend = "torch"
         self.export: CachedExport | None = None
         self._onnx: OnnxModel | None = None
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         if backend == "onnx" and device == "cpu":
             if cache_dir is None:
-                self._scratch = tempfile.TemporaryDirectory(prefix="trivium-onnx-")
-                cache_dir = Path(self._scratch.name)
+                cache_dir = Path(tempfile.mkdtemp(prefix="trivium-onnx-"))  # this object's own
+                weakref.finalize(self, shutil.rmtree, cache_dir, ignore_errors=True)
             self._onnx = self._load_onnx(model_dir, encoder, onnx_variant, cache_dir, threads)
             if self._onnx is not None:
                 self.backend = "onnx"
