@@ -6,9 +6,10 @@ import json
 import math
 import re
 from collections import defaultdict
-from pathlib import Path
 
-CISI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cisi" / "beir"
+from tests.support.paths import SHARED_DATA
+
+CISI = SHARED_DATA / "cisi" / "beir"
 
 
 def cisi_available() -> bool:

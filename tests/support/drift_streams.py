@@ -8,14 +8,20 @@ import json
 import random
 from pathlib import Path
 
+from tests.support.paths import SHARED_DATA
 from trivium.common.contracts.retriever import DocumentIn
 
 REPO = Path(__file__).resolve().parents[2]
-CISI_CORPUS = REPO.parent / "shared" / "data" / "cisi" / "beir" / "corpus.jsonl"
+CISI_CORPUS = SHARED_DATA / "cisi" / "beir" / "corpus.jsonl"
 PUBMEDQA = REPO / "services/cli/trivium/cli/demo_datasets/pubmedqa/pubmedqa-eval.jsonl"
 
 
 def cisi_rows() -> list[dict[str, str]]:
+    if not CISI_CORPUS.is_file():
+        raise FileNotFoundError(
+            f"CISI is not at {CISI_CORPUS}: the team's shared data belongs beside the checkout "
+            "(../shared/data), or set TRIVIUM_SHARED_DATA to where it is"
+        )
     with CISI_CORPUS.open() as lines:
         return [json.loads(line) for line in lines]
 

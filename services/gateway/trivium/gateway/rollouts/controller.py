@@ -144,12 +144,14 @@ class RolloutController:
         try:
             states = await self.store.read_many(list(specs))
             self._remember(states)
-            leading = await self.lease.hold()
+            ended = await self.store.indexed() - specs.keys()
+            # Nothing to drive and nothing to end: no lease is taken (no Redis write per tick).
+            leading = bool(specs or ended) and await self.lease.hold()
             LEADER.set(1 if leading else 0)
             if leading:
                 for key, spec in specs.items():
                     await self._drive(spec, states.get(key))
-                for key in await self.store.indexed() - specs.keys():
+                for key in ended:
                     await self._end(key)
         except _REDIS_ERRORS as exc:
             self._throttle.warning("tick", "rollout state unreadable", extra={"error": repr(exc)})
