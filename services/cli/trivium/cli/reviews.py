@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trivium.cli.context import CliState, fail, find_stack_store, print_json, run_async
-from trivium.cli.trials import connection
+from trivium.cli.trials import connection, gateway_option, key_option
 from trivium.common.redis import open_redis
 from trivium.common.settings import TriviumSettings
 from trivium.gateway.reviews.schemas import ReviewList, ReviewView
@@ -37,17 +37,9 @@ _ENCODER = msgspec.json.Encoder()
 
 
 def _options(command: Any) -> Any:
-    command = click.option(
-        "--gateway", "gateway", metavar="URL", default=None, help="The gateway's base URL."
-    )(command)
-    command = click.option(
-        "--api-key",
-        "api_key",
-        envvar="TRIVIUM_KEY",
-        default=None,
-        help="A key with scope review; env: TRIVIUM_KEY.",
-    )(command)
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+    """--gateway and --api-key as every gateway client command takes them, and --json."""
+    command = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+    return gateway_option(key_option(command))
 
 
 @click.group()

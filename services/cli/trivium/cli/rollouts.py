@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trivium.cli.context import CliState, fail, print_json
-from trivium.cli.trials import connection
+from trivium.cli.trials import connection, gateway_option, key_option
 from trivium.gateway.rollouts.schemas import RolloutList, RolloutView
 
 __all__ = ("rollouts",)
@@ -28,21 +28,9 @@ pass_state = click.make_pass_decorator(CliState)
 
 
 def _options(command: Any) -> Any:
-    command = click.option(
-        "--gateway",
-        "gateway",
-        metavar="URL",
-        default=None,
-        help="The gateway's base URL; default: the running stack's (stack.json).",
-    )(command)
-    command = click.option(
-        "--api-key",
-        "api_key",
-        envvar="TRIVIUM_KEY",
-        default=None,
-        help="A key with scope read (policy:reload to act); env: TRIVIUM_KEY.",
-    )(command)
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+    """--gateway and --api-key as every gateway client command takes them, and --json."""
+    command = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+    return gateway_option(key_option(command))
 
 
 @click.group()
